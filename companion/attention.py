@@ -1,0 +1,126 @@
+"""Multi-head causal self-attention (Vaswani et al. 2017), all heads in one batched matmul.
+
+For each head, with q, k, v of shape (T, hs):
+
+    att = softmax(q @ k.T / sqrt(hs) + mask)      out = att @ v
+
+The mask puts -inf where a query may not look: at future positions (causal), and at
+padding keys when a padding mask is given. Dividing by sqrt(hs) keeps the scores' variance
+near 1 whatever the head size, so the softmax does not saturate at initialisation.
+
+Heads are not a Python loop: q, k, v are reshaped to (B, nh, T, hs) and one matmul
+serves every batch element and every head at once.
+
+Backward, with s the scaled scores and a = softmax(s):
+    dv = a.T @ dout      da = dout @ v.T      ds = a * (da - sum(da * a, axis=-1))
+    dq = ds @ k / sqrt(hs)      dk = ds.T @ q / sqrt(hs)
+"""
+
+from __future__ import annotations
+
+import math
+
+from .backend import Array, xp
+from .kv_cache import KVCache
+from .linear import Linear
+from .module import Module, check_input
+from .positions import rope_backward, rope_forward, rope_tables
+
+
+def causal_mask(T_q: int, T_k: int) -> Array:
+    """(T_q, T_k) bool, True where query i may attend to key j. The queries are the
+    last T_q of T_k positions, so query i sits at position T_k - T_q + i."""
+    offset = T_k - T_q
+    return xp.arange(T_k)[None, :] <= xp.arange(offset, offset + T_q)[:, None]  # (T_q, T_k)
+
+
+def softmax_rows(s: Array) -> Array:
+    """Softmax over the last axis. A row that is all -inf (a query that may see nothing,
+    only possible with padding) comes out all zeros rather than NaN."""
+    m = s.max(axis=-1, keepdims=True)  # (..., 1)
+    m = xp.where(xp.isfinite(m), m, 0.0)  # (..., 1)
+    e = xp.exp(s - m)  # (..., T_k)
+    z = e.sum(axis=-1, keepdims=True)  # (..., 1)
+    e /= xp.where(z > 0, z, 1.0)
+    return e
+
+
+def attention_forward(q: Array, k: Array, v: Array, mask: Array) -> tuple[Array, tuple]:
+    """q (B, nh, T_q, hs), k and v (B, nh, T_k, hs), mask broadcastable to (B, nh, T_q, T_k),
+    True where attending is allowed -> out (B, nh, T_q, hs)."""
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    s = (q @ k.swapaxes(-2, -1)) * scale  # (B, nh, T_q, T_k)
+    s = xp.where(mask, s, -xp.inf)  # -inf: exp(-inf) = 0 weight
+    att = softmax_rows(s)  # (B, nh, T_q, T_k)
+    out = att @ v  # (B, nh, T_q, hs)
+    return out, (q, k, v, att, scale)
+
+
+def attention_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
+    """dout (B, nh, T_q, hs) -> dq, dk, dv with the shapes of q, k, v."""
+    q, k, v, att, scale = cache
+    dv = att.swapaxes(-2, -1) @ dout  # (B, nh, T_k, hs)
+    datt = dout @ v.swapaxes(-2, -1)  # (B, nh, T_q, T_k)
+    ds = att * (datt - (datt * att).sum(axis=-1, keepdims=True))  # softmax backward
+    ds *= scale
+    dq = ds @ k  # (B, nh, T_q, hs)
+    dk = ds.swapaxes(-2, -1) @ q  # (B, nh, T_k, hs)
+    return dq, dk, dv
+
+
+class CausalSelfAttention(Module):
+    """Projects x to q, k, v with one (C, 3C) matrix, attends per head, projects back."""
+
+    def __init__(self, config, rng, dtype):
+        super().__init__()
+        C, self.n_head = config.n_embd, config.n_head
+        self.c_attn = Linear(C, 3 * C, config.bias, rng, dtype)
+        # the projection back into the residual stream is scaled down (GPT-2), one per layer
+        self.c_proj = Linear(C, C, config.bias, rng, dtype, std=0.02 / math.sqrt(2 * config.n_layer))
+        self.rope = None
+        if config.positions == "rope":
+            self.rope = rope_tables(config.block_size, config.head_size, config.rope_base, dtype)
+
+    def forward(self, x: Array, pad_mask: Array | None = None, kv_cache: KVCache | None = None,
+                layer: int = 0) -> Array:
+        """x (B, T, C); pad_mask (B, T_k) bool, True at real tokens; kv_cache for decoding."""
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        start = kv_cache.length if kv_cache is not None else 0
+        qkv = self.c_attn(x)  # (B, T, 3C)
+        q, k, v = (a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for a in xp.split(qkv, 3, axis=-1))  # (B, nh, T, hs)
+        if self.rope is not None:
+            cos, sin = (a[start : start + T] for a in self.rope)  # (T, hs/2)
+            q, k = rope_forward(q, cos, sin), rope_forward(k, cos, sin)
+        if kv_cache is not None:
+            k, v = kv_cache.append(layer, k, v)  # (B, nh, start + T, hs)
+        mask = causal_mask(T, k.shape[2])  # (T, T_k)
+        if pad_mask is not None:
+            check_input(pad_mask, "pad_mask", 2)
+            if pad_mask.shape != (B, k.shape[2]):
+                raise ValueError(f"pad_mask must have shape (B, T_k) = {(B, k.shape[2])}, got {pad_mask.shape}")
+            mask = mask & pad_mask[:, None, None, :].astype(bool)  # (B, 1, T, T_k)
+        y, att_cache = attention_forward(q, k, v, mask)  # (B, nh, T, hs)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # re-assemble heads side by side
+        self.cache = (att_cache, start, T)
+        return self.c_proj(y)
+
+    def backward(self, dout: Array) -> Array:
+        (att_cache, start, T) = self.cache
+        dy = self.c_proj.backward(dout)  # (B, T, C)
+        B, _, C = dy.shape
+        nh, hs = self.n_head, C // self.n_head
+        dy = dy.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        dq, dk, dv = attention_backward(dy, att_cache)
+        if self.rope is not None:
+            cos, sin = (a[start : start + T] for a in self.rope)
+            dq, dk = rope_backward(dq, cos, sin), rope_backward(dk, cos, sin)
+        dqkv = xp.concatenate([d.transpose(0, 2, 1, 3).reshape(B, T, C) for d in (dq, dk, dv)], axis=-1)  # (B, T, 3C)
+        return self.c_attn.backward(dqkv)
+
+    @property
+    def weights(self) -> Array:
+        """The attention weights of the last forward pass, (B, nh, T_q, T_k)."""
+        if self.cache is None:
+            raise RuntimeError("run a forward pass first: attention weights exist only after one")
+        return self.cache[0][3]

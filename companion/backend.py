@@ -1,0 +1,67 @@
+"""The array backend: every array operation in the companion goes through `xp`.
+
+NumPy serves by default. Setting the environment variable ``COMPANION_BACKEND=cupy``
+before the first import makes CuPy serve instead, on a machine with an NVIDIA GPU,
+with no change anywhere else in the package. The choice is read once, at import,
+and never changes afterwards: there is no mutable backend state to leak between tests.
+
+The few operations whose spelling differs between NumPy and CuPy live here as helpers
+(`add_at` for the embedding's scatter-add, `to_numpy` for plotting and saving).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy
+
+Array = numpy.ndarray  # for type hints; a cupy.ndarray behaves the same way
+
+
+def _choose_backend():
+    name = os.environ.get("COMPANION_BACKEND", "numpy").strip().lower()
+    if name in ("", "numpy"):
+        return numpy, "numpy"
+    if name == "cupy":
+        try:
+            import cupy  # imports fine without a GPU, so ask the driver too
+        except ImportError as err:  # pragma: no cover - depends on the machine
+            raise ImportError("COMPANION_BACKEND=cupy but CuPy is not installed: pip install cupy-cuda12x") from err
+        if not cupy.cuda.is_available():  # pragma: no cover - depends on the machine
+            raise RuntimeError("COMPANION_BACKEND=cupy but no CUDA GPU is available on this machine")
+        return cupy, "cupy"
+    raise ValueError(f"COMPANION_BACKEND must be 'numpy' or 'cupy', got {name!r}")
+
+
+xp, BACKEND = _choose_backend()
+
+DTYPES = {"float32": xp.float32, "float64": xp.float64}
+
+
+def dtype_of(name: str):
+    """Map a config's dtype name ('float32' or 'float64') to the backend's dtype."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def add_at(target: Array, indices: Array, values: Array) -> None:
+    """target[indices] += values, adding repeated indices up (unlike `target[indices] += values`)."""
+    if BACKEND == "cupy":  # pragma: no cover - GPU only
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+    else:
+        numpy.add.at(target, indices, values)
+
+
+def to_numpy(a) -> numpy.ndarray:
+    """A NumPy copy of any backend array (for plotting, printing and saving)."""
+    if BACKEND == "cupy" and not isinstance(a, numpy.ndarray):  # pragma: no cover - GPU only
+        return a.get()
+    return numpy.asarray(a)
+
+
+def asarray(a, dtype=None):
+    """Move data onto the backend (a no-op for NumPy arrays under NumPy)."""
+    return xp.asarray(a, dtype=dtype)

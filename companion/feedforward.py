@@ -1,0 +1,98 @@
+"""The position-wise feed-forward network: the same small MLP applied to every token.
+
+MLP (GPT):       out = act(x @ w_fc + b_fc) @ w_proj + b_proj,   act = ReLU or GELU
+SwiGLU (LLaMA):  out = (silu(x @ w_gate) * (x @ w_up)) @ w_down  (Shazeer 2020)
+
+GELU here is the tanh approximation of GPT-2 (PyTorch: ``gelu(x, approximate='tanh')``):
+    gelu(x) = 0.5 x (1 + tanh(u)),   u = sqrt(2/pi) (x + 0.044715 x^3)
+SiLU (swish): silu(a) = a * sigmoid(a),   silu'(a) = sigmoid(a) (1 + a (1 - sigmoid(a)))
+"""
+
+from __future__ import annotations
+
+import math
+
+from .backend import Array, xp
+from .linear import Linear
+from .module import Module
+
+GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def relu_forward(x: Array) -> tuple[Array, Array]:
+    return xp.maximum(x, 0), x
+
+
+def relu_backward(dout: Array, x: Array) -> Array:
+    return dout * (x > 0)
+
+
+def gelu_forward(x: Array) -> tuple[Array, tuple]:
+    t = xp.tanh(GELU_C * (x + 0.044715 * x * x * x))  # (..., H)
+    return 0.5 * x * (1.0 + t), (x, t)
+
+
+def gelu_backward(dout: Array, cache: tuple) -> Array:
+    x, t = cache
+    du = GELU_C * (1.0 + 3 * 0.044715 * x * x)  # du/dx
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
+def sigmoid(a: Array) -> Array:
+    return 0.5 * (1.0 + xp.tanh(0.5 * a))  # never overflows, unlike 1 / (1 + exp(-a))
+
+
+def swiglu_forward(gate: Array, up: Array) -> tuple[Array, tuple]:
+    """gate, up (..., H) -> h = silu(gate) * up (..., H)."""
+    sg = sigmoid(gate)  # (..., H)
+    silu = gate * sg  # (..., H)
+    return silu * up, (gate, up, sg, silu)
+
+
+def swiglu_backward(dh: Array, cache: tuple) -> tuple[Array, Array]:
+    """dh (..., H) -> dgate, dup (..., H)."""
+    gate, up, sg, silu = cache
+    dup = dh * silu
+    dgate = dh * up * sg * (1.0 + gate * (1.0 - sg))
+    return dgate, dup
+
+
+ACTIVATIONS = {"relu": (relu_forward, relu_backward), "gelu": (gelu_forward, gelu_backward)}
+
+
+class MLP(Module):
+    def __init__(self, config, rng, dtype):
+        super().__init__()
+        C, H = config.n_embd, config.ffn_hidden
+        self.act_forward, self.act_backward = ACTIVATIONS[config.ffn]
+        self.c_fc = Linear(C, H, config.bias, rng, dtype)
+        self.c_proj = Linear(H, C, config.bias, rng, dtype, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def forward(self, x: Array) -> Array:
+        h, self.cache = self.act_forward(self.c_fc(x))  # (B, T, H)
+        return self.c_proj(h)  # (B, T, C)
+
+    def backward(self, dout: Array) -> Array:
+        dh = self.c_proj.backward(dout)  # (B, T, H)
+        return self.c_fc.backward(self.act_backward(dh, self.cache))  # (B, T, C)
+
+
+class SwiGLU(Module):
+    def __init__(self, config, rng, dtype):
+        super().__init__()
+        C, H = config.n_embd, config.ffn_hidden
+        self.w_gate = Linear(C, H, config.bias, rng, dtype)
+        self.w_up = Linear(C, H, config.bias, rng, dtype)
+        self.w_down = Linear(H, C, config.bias, rng, dtype, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def forward(self, x: Array) -> Array:
+        h, self.cache = swiglu_forward(self.w_gate(x), self.w_up(x))  # (B, T, H)
+        return self.w_down(h)  # (B, T, C)
+
+    def backward(self, dout: Array) -> Array:
+        dgate, dup = swiglu_backward(self.w_down.backward(dout), self.cache)  # (B, T, H) each
+        return self.w_gate.backward(dgate) + self.w_up.backward(dup)  # x feeds both: gradients add
+
+
+def make_ffn(config, rng, dtype) -> Module:
+    return SwiGLU(config, rng, dtype) if config.ffn == "swiglu" else MLP(config, rng, dtype)

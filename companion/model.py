@@ -1,0 +1,87 @@
+"""The decoder-only transformer language model, both families in one class.
+
+    idx (B, T) --embed--> x (B, T, C) --n_layer blocks--> norm --head--> logits (B, T, vocab_size)
+
+``forward`` runs the pipeline and keeps each layer's cache; ``backward(dlogits)`` walks it in
+reverse and leaves every parameter's gradient in ``gradients()``. A training step is
+
+    logits = model.forward(idx)
+    loss, cache = cross_entropy_forward(logits, targets, mask)
+    model.zero_grad(); model.backward(cross_entropy_backward(cache)); optimizer.step()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import Array, dtype_of, xp
+from .block import Block
+from .config import ModelConfig
+from .embedding import Embedding, check_token_ids
+from .head import OutputHead
+from .kv_cache import KVCache
+from .module import Module
+from .norms import make_norm
+from .positions import LearnedPositions, SinusoidalPositions
+
+
+class Transformer(Module):
+    def __init__(self, config: ModelConfig, rng: np.random.Generator):
+        super().__init__()
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("pass an explicit numpy.random.Generator, e.g. np.random.default_rng(0)")
+        self.config = config
+        dtype = dtype_of(config.dtype)
+        self.wte = Embedding(config.vocab_size, config.n_embd, rng, dtype)
+        self.wpe = None
+        if config.positions == "learned":
+            self.wpe = LearnedPositions(config.block_size, config.n_embd, rng, dtype)
+        elif config.positions == "sinusoidal":
+            self.wpe = SinusoidalPositions(config.block_size, config.n_embd, dtype)
+        self.blocks = [Block(config, rng, dtype, layer) for layer in range(config.n_layer)]
+        # post-norm blocks already end in a norm; pre-norm needs one before the head
+        self.norm_f = make_norm(config, dtype) if config.norm_placement == "pre" else None
+        self.head = OutputHead(config, rng, dtype, self.wte if config.tie_weights else None)
+
+    def forward(self, idx: Array, pad_mask: Array | None = None, kv_cache: KVCache | None = None) -> Array:
+        """idx (B, T) token ids -> logits (B, T, vocab_size).
+
+        pad_mask (B, T_total) marks real tokens (True) so that no query attends to padding;
+        kv_cache (from ``new_kv_cache``) makes this call process only the new tokens."""
+        check_token_ids(idx, self.config.vocab_size)
+        if idx.ndim != 2:
+            raise ValueError(f"token ids must have shape (B, T), got {tuple(idx.shape)}")
+        B, T = idx.shape
+        start = kv_cache.length if kv_cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence too long: {start + T} tokens exceed block_size {self.config.block_size}")
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(T, start)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, pad_mask, kv_cache)  # (B, T, C)
+        if kv_cache is not None:
+            kv_cache.advance()
+        if self.norm_f is not None:
+            x = self.norm_f(x)
+        return self.head(x)  # (B, T, vocab_size)
+
+    def backward(self, dlogits: Array) -> None:
+        """dlogits (B, T, vocab_size): adds every parameter's gradient into ``gradients()``."""
+        dx = self.head.backward(dlogits)  # (B, T, C)
+        if self.norm_f is not None:
+            dx = self.norm_f.backward(dx)
+        for block in reversed(self.blocks):
+            dx = block.backward(dx)
+        if self.wpe is not None:
+            self.wpe.backward(dx)
+        self.wte.backward(dx)
+
+    def new_kv_cache(self, batch_size: int) -> KVCache:
+        c = self.config
+        return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.head_size, dtype_of(c.dtype))
+
+    def attention_weights(self, idx: Array, pad_mask: Array | None = None) -> list[Array]:
+        """Run a forward pass and return each layer's attention weights, (B, nh, T, T) each."""
+        self.forward(idx, pad_mask)
+        return [block.attn.weights for block in self.blocks]

@@ -1,0 +1,136 @@
+"""Optimizers: how gradients become parameter updates. Each matches ``torch.optim``.
+
+SGD with momentum:  buf = mu * buf + g;                     p -= lr * buf
+Adam (Kingma & Ba 2015), step t:
+    m = b1 m + (1 - b1) g      v = b2 v + (1 - b2) g^2
+    p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+Adam's weight_decay is an L2 term added to g, so it too gets divided by sqrt(v): weights
+with large gradients are barely decayed. AdamW (Loshchilov & Hutter 2019) decouples it:
+    p -= lr * wd * p   (then the Adam step), the same pull towards zero for every weight.
+AdamW decays only weight matrices (ndim >= 2): biases and norm gains are not shrunk.
+
+An optimizer owns its state (``state_dict``) and holds the model's parameter and gradient
+arrays by name; ``step`` updates the parameters in place. Set ``opt.lr`` before each step
+to follow a schedule.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .backend import Array, xp
+
+
+class Optimizer:
+    def __init__(self, params: dict[str, Array], grads: dict[str, Array], lr: float):
+        if set(params) != set(grads):
+            raise ValueError("params and grads must have the same names (pass model.parameters(), model.gradients())")
+        self.params, self.grads, self.lr = params, grads, lr
+        self.t = 0  # steps taken
+        self.state: dict[str, dict[str, Array]] = {}
+
+    def state_dict(self) -> dict[str, Array]:
+        """Flat name -> array (for a checkpoint), e.g. 'm.blocks.0.attn.c_attn.w'."""
+        flat = {f"{k}.{name}": a for name, s in self.state.items() for k, a in s.items()}
+        flat["t"] = xp.asarray(self.t)
+        return flat
+
+    def load_state_dict(self, flat: dict[str, Array]) -> None:
+        self.t = int(flat["t"])
+        for key, value in flat.items():
+            if key == "t":
+                continue
+            k, name = key.split(".", 1)
+            if name not in self.params:
+                raise ValueError(f"optimizer state names a parameter the model does not have: {name}")
+            if value.shape != self.params[name].shape:
+                raise ValueError(f"optimizer state {key} has shape {value.shape}, parameter has {self.params[name].shape}")
+            self.state.setdefault(name, {})[k] = xp.asarray(value, dtype=self.params[name].dtype)
+
+
+class SGD(Optimizer):
+    def __init__(self, params, grads, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, grads, lr)
+        self.momentum, self.weight_decay = momentum, weight_decay
+
+    def step(self) -> None:
+        self.t += 1
+        for name, p in self.params.items():
+            g = self.grads[name]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            if self.momentum:
+                s = self.state.setdefault(name, {})
+                # PyTorch starts the buffer at the first gradient, not at zero
+                s["buf"] = g.copy() if "buf" not in s else self.momentum * s["buf"] + g
+                g = s["buf"]
+            p -= self.lr * g
+
+
+class Adam(Optimizer):
+    decoupled = False
+
+    def __init__(self, params, grads, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, grads, lr)
+        self.b1, self.b2 = betas
+        self.eps, self.weight_decay = eps, weight_decay
+
+    def decays(self, name: str) -> bool:
+        return self.weight_decay > 0
+
+    def step(self) -> None:
+        self.t += 1
+        bc1 = 1.0 - self.b1 ** self.t
+        bc2_sqrt = math.sqrt(1.0 - self.b2 ** self.t)
+        for name, p in self.params.items():
+            g = self.grads[name]
+            if self.decays(name):
+                if self.decoupled:
+                    p *= 1.0 - self.lr * self.weight_decay  # AdamW: shrink the weight itself
+                else:
+                    g = g + self.weight_decay * p  # Adam: an L2 term in the gradient
+            s = self.state.setdefault(name, {})
+            if "m" not in s:
+                s["m"], s["v"] = xp.zeros_like(p), xp.zeros_like(p)
+            m, v = s["m"], s["v"]
+            m *= self.b1
+            m += (1.0 - self.b1) * g
+            v *= self.b2
+            v += (1.0 - self.b2) * (g * g)
+            denom = xp.sqrt(v) / bc2_sqrt + self.eps
+            p -= (self.lr / bc1) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, applied to weight matrices only (ndim >= 2)."""
+
+    decoupled = True
+
+    def __init__(self, params, grads, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01):
+        super().__init__(params, grads, lr, betas, eps, weight_decay)
+
+    def decays(self, name: str) -> bool:
+        return self.weight_decay > 0 and self.params[name].ndim >= 2
+
+
+def clip_grad_norm(grads: dict[str, Array], max_norm: float) -> float:
+    """Scale all gradients together so that their global L2 norm is at most max_norm.
+    Returns the norm before clipping (as ``torch.nn.utils.clip_grad_norm_`` does)."""
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for g in grads.values():
+            g *= scale
+    return total
+
+
+def lr_schedule(step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
+    """Linear warm-up for ``warmup_steps``, then cosine decay from max_lr to min_lr at total_steps."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)  # 0 -> 1
+    return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
