@@ -11,7 +11,10 @@ The few operations whose spelling differs between NumPy and CuPy live here as he
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
 
 import numpy
 
@@ -34,6 +37,30 @@ def _choose_backend():
 
 
 xp, BACKEND = _choose_backend()
+
+
+def _keep_freed_memory() -> bool:
+    """Ask glibc to reuse freed memory instead of handing every large block back to the OS.
+
+    Every NumPy expression such as ``0.5 * x * (1 + t)`` allocates a fresh array for each
+    operator. Blocks above glibc's mmap threshold are mapped fresh and unmapped on free, so
+    each temporary costs page faults that take longer than the arithmetic itself (we measured
+    the GELU backward about 5x slower this way). Raising the thresholds keeps freed blocks in
+    the heap for the next temporary. Linux/glibc only; set COMPANION_MALLOC_TUNING=0 to skip.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("COMPANION_MALLOC_TUNING", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's largest allowed value
+        ok &= libc.mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024)
+        return bool(ok)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+
+
+MALLOC_TUNED = _keep_freed_memory()
 
 DTYPES = {"float32": xp.float32, "float64": xp.float64}
 
