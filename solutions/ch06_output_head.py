@@ -1,0 +1,95 @@
+# ---
+# jupyter:
+#   course:
+#     budget_s: 60
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 6 exercises: from logits to text
+#
+# Book chapter 6 (`book/06_output_head.md`): the model gives one logit per vocabulary entry;
+# decoding turns them into the next token. Write each function, run its cell, then its check
+# cell. All randomness comes from the `rng` you are given (a `numpy.random.Generator`).
+
+# %%
+import numpy as np
+
+from companion.grading import check
+
+# %% [markdown]
+# ## Exercise 6.1: temperature and top-k
+#
+# `logits` has shape `(B, V)`. Return the sampling probabilities `(B, V)`:
+# divide the logits by `temperature`; if `top_k` is not None keep only the `top_k` largest
+# logits of each row (the others get probability exactly 0); then softmax each row (stably:
+# subtract the row max). Temperature below 1 sharpens the distribution, above 1 flattens it.
+
+
+# %%
+def sampling_probs(logits, temperature=1.0, top_k=None):
+    """logits (B, V) -> probabilities (B, V), each row summing to 1."""
+    # BEGIN SOLUTION 6.1
+    z = np.asarray(logits, dtype=np.float64) / temperature  # (B, V)
+    if top_k is not None:
+        kth = np.sort(z, axis=-1)[:, -top_k][:, None]  # (B, 1) the k-th largest logit
+        z = np.where(z < kth, -np.inf, z)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))  # (B, V)
+    return e / e.sum(axis=-1, keepdims=True)
+    # END SOLUTION
+
+
+# %%
+check("6.1")
+
+# %% [markdown]
+# ## Exercise 6.2: sampling
+#
+# Return one token id per row, shape `(B,)` (integers), drawn from `sampling_probs(logits,
+# temperature, top_k)` with `rng`. (`rng.choice(V, p=row)` draws one id from a row.)
+
+
+# %%
+def sample(logits, rng, temperature=1.0, top_k=None):
+    """logits (B, V) -> token ids (B,)."""
+    # BEGIN SOLUTION 6.2
+    probs = sampling_probs(logits, temperature, top_k)  # (B, V)
+    return np.array([rng.choice(probs.shape[-1], p=row) for row in probs])
+    # END SOLUTION
+
+
+# %%
+check("6.2")
+
+# %% [markdown]
+# ## Exercise 6.3: generation
+#
+# `generate(model, idx, max_new_tokens, rng, temperature, top_k)` extends `idx (B, T)` by
+# `max_new_tokens` tokens, one at a time: run `model.forward` on the last `block_size` tokens
+# at most (`model.config.block_size`: the model accepts no more), take the logits at the
+# **last** position, sample the next token with your `sample`, append it. Return `(B, T +
+# max_new_tokens)`.
+
+
+# %%
+def generate(model, idx, max_new_tokens, rng, temperature=1.0, top_k=None):
+    """idx (B, T) int -> (B, T + max_new_tokens) int."""
+    # BEGIN SOLUTION 6.3
+    block_size = model.config.block_size
+    for _ in range(max_new_tokens):
+        logits = model.forward(idx[:, -block_size:])  # (B, T', V)
+        nxt = sample(logits[:, -1, :], rng, temperature, top_k)  # (B,)
+        idx = np.concatenate([idx, nxt[:, None].astype(idx.dtype)], axis=1)  # (B, T + 1)
+    return idx
+    # END SOLUTION
+
+
+# %%
+check("6.3")

@@ -1,0 +1,88 @@
+"""The benchmark: its FLOP count is right (by hand, and by PyTorch's own FLOP counter), and a
+2-step run reports every field. No timing is asserted: a unit test cannot know the machine."""
+
+import json
+
+import numpy as np
+import pytest
+
+from companion import Transformer, preset
+from companion.bench import flops_per_step, run_bench, sgemm_peak
+from companion.cli import main
+
+
+def test_flops_hand_count_tiny():
+    # B=1, T=2, C=4, 2 heads, FFN 8, vocab 5, one layer. A matmul (m,k)@(k,n) costs 2mkn:
+    cfg = preset("tiny", vocab_size=5, block_size=2, n_layer=1, n_head=2, n_embd=4, ffn_hidden=8)
+    qkv = 2 * 2 * 4 * 12  # (2, 4) @ (4, 12)                  = 192
+    scores = 2 * (2 * 2 * 2 * 2)  # 2 heads of (2, 2) @ (2, 2) = 32
+    mix = 2 * (2 * 2 * 2 * 2)  # 2 heads of (2, 2) @ (2, 2)    = 32
+    proj = 2 * 2 * 4 * 4  # (2, 4) @ (4, 4)                   = 64
+    mlp = 2 * 2 * 4 * 8 + 2 * 2 * 8 * 4  # fc and proj       = 256
+    head = 2 * 2 * 4 * 5  # (2, 4) @ (4, 5)                   = 80
+    forward = qkv + scores + mix + proj + mlp + head  # 656
+    got = flops_per_step(cfg, batch_size=1)
+    assert got["forward"] == forward == 656
+    assert got["total"] == 3 * 656  # backward: two matmuls of the same size per forward matmul
+    # SwiGLU has three matrices of the same size instead of two
+    swiglu = flops_per_step(cfg.replace(ffn="swiglu"), batch_size=1)
+    assert swiglu["forward"] == forward + 2 * 2 * 4 * 8
+    # batch size scales everything linearly
+    assert flops_per_step(cfg, batch_size=3)["total"] == 3 * got["total"]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"family": "llama"}, {"tie_weights": False, "n_layer": 1}])
+def test_flops_match_torch_flop_counter(overrides):
+    torch = pytest.importorskip("torch", reason="torch's FlopCounterMode is the independent count")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from companion.torch_twin import build_torch_model, copy_weights
+
+    cfg = preset("tiny", **overrides)
+    model = Transformer(cfg, np.random.default_rng(0))
+    twin = build_torch_model(cfg)
+    copy_weights(model, twin)
+    idx = torch.from_numpy(np.random.default_rng(1).integers(0, cfg.vocab_size, size=(3, cfg.block_size)))
+    with FlopCounterMode(display=False) as counter:
+        _, loss = twin(idx, idx)
+        loss.backward()
+    assert flops_per_step(cfg, batch_size=3)["total"] == counter.get_total_flops()
+
+
+def test_sgemm_peak_is_a_rate():
+    gflops = sgemm_peak(threads=1, n=128, repeats=2)
+    assert np.isfinite(gflops) and gflops > 0
+
+
+def test_run_bench_fields_small_config():
+    cfg = preset("tiny", dtype="float32")
+    r = run_bench(steps=2, warmup=1, threads=1, config=cfg, batch_size=2, memory=False, sgemm_n=128)
+    c = r["companion"]
+    for key in ("median_s", "p25_s", "p75_s", "min_s", "tokens_per_second", "gflops", "fraction_of_sgemm_peak"):
+        assert np.isfinite(c[key]) and c[key] > 0, key
+    assert r["flops_per_step"] == flops_per_step(cfg, 2)["total"]
+    assert c["tokens_per_second"] == pytest.approx(2 * cfg.block_size / c["median_s"])
+    assert c["first_loss"] == pytest.approx(np.log(cfg.vocab_size), rel=0.05)  # ~uniform at init
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        run_bench(steps=0, config=cfg)
+
+
+def test_cli_bench_two_steps_json(capsys):
+    pytest.importorskip("torch", reason="bench --vs-torch times the PyTorch twin")
+    assert main(["bench", "--steps", "2", "--warmup", "1", "--threads", "1", "--vs-torch", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    r = json.loads(out[-1])
+    assert "ratio companion / torch" in "\n".join(out[:-1])  # the human report comes first
+    for key in ("params", "threads", "flops_per_step", "sgemm_peak_gflops", "companion", "torch",
+                "ratio_companion_over_torch", "max_loss_diff"):
+        assert key in r, key
+    assert r["threads"] == 1 and r["steps"] == 2 and r["batch_size"] == 12 and r["block_size"] == 64
+    assert r["params"] == Transformer(preset("baby"), np.random.default_rng(0)).num_params()
+    for side in ("companion", "torch"):
+        for key in ("median_s", "tokens_per_second", "gflops", "rss_peak_bytes"):
+            assert r[side][key] > 0, (side, key)
+    assert r["companion"]["peak_step_alloc_bytes"] > 0
+    assert r["ratio_companion_over_torch"] == pytest.approx(r["companion"]["median_s"] / r["torch"]["median_s"])
+    # same weights, same batches: the two frameworks compute the same losses (float32 rounding)
+    assert r["max_loss_diff"] < 1e-3
+    assert abs(r["companion"]["first_loss"] - r["torch"]["first_loss"]) < 1e-4

@@ -1,0 +1,344 @@
+"""The grading machinery: one source of truth, both directions, named bugs, check(), assign, use().
+
+- exercises/ is generated from solutions/ and up to date; stub and solution signatures agree.
+- Every untouched stub fails every graded test (as "not implemented"); solutions score full marks.
+- Deliberately buggy solutions get failures that name their bug and the tolerance used;
+  an exception, a NaN or an infinite loop fails its exercise without crashing the grader.
+- check() in a notebook, the JSON / Gradescope / JUnit reports, the assign bundle.
+- use(): a model running on the solutions' functions trains exactly like the reference.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import companion
+from companion.grading import build, use
+from companion.grading.adapter import chapter_file, import_by_path
+from companion.grading.bundle import make_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
+CHAPTERS = [f"ch{n:02d}" for n in range(1, 11)]
+
+
+def grade(*args, cwd=ROOT, env=None, timeout=240) -> subprocess.CompletedProcess:
+    """The grader in a fresh process (a pytest run cannot host another one cleanly)."""
+    return subprocess.run([sys.executable, "-m", "companion.grading", "grade", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def grade_json(*args, **kw) -> dict:
+    proc = grade(*args, "--format", "json", **kw)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def results_of(report: dict) -> list[dict]:
+    return [t for ex in report["exercises"] for t in ex["tests"]]
+
+
+# ------------------------------------------------------------------ one source of truth
+
+
+def test_every_chapter_has_exercises_solutions_and_tests():
+    for chapter in CHAPTERS:
+        sol, ex = chapter_file(SOLUTIONS, chapter), chapter_file(EXERCISES, chapter)
+        assert sol.name == ex.name
+        assert list((ROOT / "tests" / "exercises").glob(f"test_{chapter}_*.py")), f"no graded tests for {chapter}"
+        n = sol.read_text().count("# BEGIN SOLUTION")
+        assert 2 <= n <= 4, f"{sol.name} has {n} exercises; each chapter has two to four"
+
+
+def test_generated_stubs_are_up_to_date():
+    problems = build.stale(SOLUTIONS, EXERCISES)
+    assert not problems, "exercises/ is stale; run `python -m companion.grading.build`: " + "; ".join(problems)
+
+
+def signatures(path: Path) -> dict[str, str]:
+    tree = ast.parse(path.read_text())
+    return {node.name: ast.unparse(node.args) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_stub_signatures_match_solutions(chapter):
+    sol, ex = signatures(chapter_file(SOLUTIONS, chapter)), signatures(chapter_file(EXERCISES, chapter))
+    assert sol == ex, f"{chapter}: stub and solution signatures differ"
+    text = chapter_file(EXERCISES, chapter).read_text()
+    assert "# BEGIN SOLUTION" not in text and "# END SOLUTION" not in text
+    for _, ex_id in build.BEGIN.findall(chapter_file(SOLUTIONS, chapter).read_text()):
+        assert f'NotImplementedError("Exercise {ex_id}: ' in text
+
+
+def test_stub_generator_rejects_broken_markers():
+    with pytest.raises(ValueError, match="never closed"):
+        build.make_stub("def f():\n    # BEGIN SOLUTION 1.1\n    return 1\n")
+    with pytest.raises(ValueError, match="outside a function"):
+        build.make_stub("# BEGIN SOLUTION 1.1\nx = 1\n# END SOLUTION\n")
+    with pytest.raises(ValueError, match="without a BEGIN"):
+        build.make_stub("def f():\n    # END SOLUTION\n")
+    stub = build.make_stub("def f(x):\n    y = 2\n    # BEGIN SOLUTION 4.2\n    return x * y\n    # END SOLUTION\n")
+    assert 'raise NotImplementedError("Exercise 4.2: f")' in stub and "return x * y" not in stub
+
+
+def test_build_check_fails_on_a_stale_stub(tmp_path):
+    sol, ex = tmp_path / "solutions", tmp_path / "exercises"
+    sol.mkdir()
+    ex.mkdir()
+    (sol / "ch01_x.py").write_text("def f():\n    # BEGIN SOLUTION 1.1\n    return 1\n    # END SOLUTION\n")
+    assert build.main(["--solutions", str(sol), "--exercises", str(ex), "--check"]) == 1
+    assert build.main(["--solutions", str(sol), "--exercises", str(ex)]) == 0
+    assert build.main(["--solutions", str(sol), "--exercises", str(ex), "--check"]) == 0
+    (ex / "ch01_x.py").write_text((ex / "ch01_x.py").read_text() + "# edited by hand\n")
+    assert build.main(["--solutions", str(sol), "--exercises", str(ex), "--check"]) == 1
+
+
+# ------------------------------------------------------------------ both directions
+
+
+def test_every_untouched_stub_fails_every_test():
+    report = grade_json("--impl", "exercises")
+    tests = results_of(report)
+    assert len({ex["exercise"] for ex in report["exercises"]}) >= 20
+    passed = [t["nodeid"] for t in tests if t["outcome"] != "not implemented"]
+    assert not passed, f"tests a stub does not fail as 'not implemented': {passed}"
+    assert report["score"] == 0 and report["max_score"] > 0
+    # the same tests as on the solutions (a test skipped on stubs would hide here)
+    ids = {t["nodeid"] for t in tests}
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                "tests/exercises"], cwd=ROOT, capture_output=True, text=True).stdout
+    expected = {line.strip() for line in collected.splitlines() if "::" in line}
+    assert ids == expected
+
+
+def test_solutions_score_full_marks_in_every_format(tmp_path):
+    out = tmp_path / "results.json"
+    proc = grade("ch03", "ch09", "--impl", "solutions", "--format", "gradescope", "--output", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())
+    assert results["tests"] and all(t["status"] == "passed" and t["score"] == t["max_score"] > 0 for t in results["tests"])
+    assert results["score"] == sum(t["max_score"] for t in results["tests"])
+    assert "3.2" in proc.stdout and "total" in proc.stdout  # the table is printed too
+    junit = grade("ch01", "--impl", "solutions", "--format", "junit")
+    assert junit.returncode == 0, junit.stderr
+    suite = ET.fromstring(junit.stdout).find("testsuite")
+    assert int(suite.get("tests")) >= 4 and int(suite.get("failures")) == 0 and int(suite.get("errors")) == 0
+
+
+# ------------------------------------------------------------------ named bugs, crashes, hangs
+
+# (chapter, exercise, line in the solution, its buggy replacement, words the failure must contain)
+MUTATIONS = [
+    ("ch03", "3.1", "    return np.arange(T_k)[None, :] <= np.arange(offset, offset + T_q)[:, None]",
+     "    return np.ones((T_q, T_k), dtype=bool)", "future tokens leak"),
+    ("ch03", "3.2", "    s = (q @ k.swapaxes(-2, -1)) * scale", "    s = q @ k.swapaxes(-2, -1)", "not divided by sqrt(hs)"),
+    ("ch03", "3.3", "    ds = att * (datt - (datt * att).sum(axis=-1, keepdims=True)) * scale",
+     "    ds = att * datt * scale", "drops the - sum(da * a) term"),
+    ("ch02", "2.3", "    out[..., 0::2] = x1 * cos - x2 * sin", "    out[..., 0::2] = x1 * cos + x2 * sin", None),
+    ("ch02", "2.3", "    out[..., 1::2] = x1 * sin + x2 * cos", "    out[..., 1::2] = -x1 * sin + x2 * cos", "wrong way"),
+    ("ch04", "4.2", "    rrms = 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)",
+     "    rrms = 1.0 / (np.sqrt((x * x).mean(axis=-1, keepdims=True)) + eps)", "eps is outside the square root"),
+    ("ch07", "7.1", "    return tokens[:, :-1], tokens[:, 1:]", "    return tokens[:, :-1], tokens[:, :-1]", "targets off by one"),
+    ("ch09", "9.1", "        if p.ndim >= 2:", "        if True:", "decays the biases and norm gains"),
+    ("ch06", "6.1", "    z = np.asarray(logits, dtype=np.float64) / temperature", "    z = np.asarray(logits, dtype=np.float64) * temperature",
+     "multiplied by the temperature"),
+    ("ch05", "5.3", "    dgate = dh * up * sg * (1.0 + gate * (1.0 - sg))", "    dgate = dh * up * sg", "product rule"),
+    # crashes and hangs: each fails its own exercise, nothing else
+    ("ch05", "5.1", "    return 0.5 * x * (1.0 + t), (x, t)", "    return 0.5 * x * (1.0 + t) + undefined_name, (x, t)", "raised NameError"),
+    ("ch07", "7.2", "    return float(((lse - picked) * mask).sum() / mask.sum())", "    return float('nan')", "NaN"),
+    ("ch01", "1.1", "    out, i = [], 0", "    while True:\n        pass", "time limit"),
+    ("ch08", "8.1", "    dx = dout @ w.T  # (..., n_in)", "    dx = dout  # (..., n_in)", "shape"),
+]
+
+
+def test_failures_name_the_likely_bug(tmp_path):
+    impl = tmp_path / "buggy"
+    impl.mkdir()
+    for chapter in CHAPTERS:
+        src = chapter_file(SOLUTIONS, chapter)
+        text = src.read_text()
+        for ch, _, line, bug, _ in MUTATIONS:
+            if ch == chapter:
+                assert line in text, f"mutation target vanished from {src.name}: {line!r}"
+                text = text.replace(line, bug, 1)
+        (impl / src.name).write_text(text)
+    report = grade_json("--impl", str(impl), "--timeout", "3")
+    by_ex = {ex["exercise"]: ex for ex in report["exercises"]}
+    for _, exercise, _, _, words in MUTATIONS:
+        ex = by_ex[exercise]
+        assert ex["outcome"] in ("failed", "partial"), f"{exercise} should fail with its bug, got {ex['outcome']}"
+        messages = " | ".join(t["message"] for t in ex["tests"] if t["outcome"] != "passed")
+        if words is not None:
+            assert words in messages, f"{exercise}: expected {words!r} in {messages}"
+    # a value comparison says which tolerance it used
+    assert "rtol=" in " ".join(t["message"] for t in by_ex["3.2"]["tests"])
+    # the exercises without a bug still pass: one learner's crash is nobody else's failure
+    mutated = {m[1] for m in MUTATIONS}
+    others = [ex for e, ex in by_ex.items() if e not in mutated and e not in ("1.2", "1.3", "6.2", "6.3")]
+    assert others and all(ex["outcome"] == "passed" for ex in others), [ex["exercise"] for ex in others if ex["outcome"] != "passed"]
+
+
+def test_a_file_that_does_not_import_fails_only_its_chapter(tmp_path):
+    impl = tmp_path / "broken"
+    impl.mkdir()
+    for chapter in ("ch07", "ch09"):
+        src = chapter_file(SOLUTIONS, chapter)
+        (impl / src.name).write_text(src.read_text() + ("\ndef oops(:\n" if chapter == "ch07" else ""))
+    report = grade_json("ch07", "ch09", "--impl", str(impl))
+    by_chapter = {}
+    for ex in report["exercises"]:
+        by_chapter.setdefault(ex["chapter"], set()).add(ex["outcome"])
+    assert by_chapter == {"ch07": {"failed"}, "ch09": {"passed"}}
+    assert "could not import" in results_of(report)[0]["message"]
+
+
+# ------------------------------------------------------------------ check() in a notebook
+
+CHECK_SCRIPT = """
+import runpy, sys
+import numpy as np
+runpy.run_path(sys.argv[1], run_name="__main__")  # the stub notebook, as Jupyter runs it
+print("=== solution")
+runpy.run_path(sys.argv[2], run_name="__main__")
+print("=== buggy")
+from companion.grading import check
+def make_targets(tokens):
+    return tokens[:, :-1], tokens[:, :-1]
+result = check("7.1")
+assert result.outcome == "failed", result
+print("=== imported")
+import importlib.util
+spec = importlib.util.spec_from_file_location("as_module", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))  # must not grade anything
+"""
+
+
+def test_check_in_a_notebook():
+    proc = subprocess.run([sys.executable, "-c", CHECK_SCRIPT, str(EXERCISES / "ch07_loss.py"), str(SOLUTIONS / "ch07_loss.py")],
+                          cwd=EXERCISES, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stub, rest = proc.stdout.split("=== solution")
+    solution, rest = rest.split("=== buggy")
+    buggy, imported = rest.split("=== imported")
+    for n in ("7.1", "7.2", "7.3"):
+        assert f"Exercise {n}" in stub and f"Exercise {n}" in solution
+    assert stub.count("not yet implemented") == 3 and "passed" not in stub
+    assert solution.count(": passed,") == 3
+    assert "failed" in buggy and "targets off by one" in buggy
+    assert "Exercise" not in imported
+
+
+# ------------------------------------------------------------------ assign
+
+
+def test_assign_bundle_has_no_solutions_and_grades(tmp_path):
+    out = tmp_path / "bundle"
+    make_bundle(["ch03", "4"], out, ROOT)
+    assert sorted(p.name for p in (out / "exercises").iterdir()) == ["ch03_attention.py", "ch04_norms.py"]
+    assert sorted(p.name for p in (out / "tests" / "exercises").glob("test_*.py")) == ["test_ch03_attention.py", "test_ch04_norms.py"]
+    assert not (out / "solutions").exists()
+    assert not any("# BEGIN SOLUTION" in p.read_text() for p in [*out.glob("exercises/*.py"), *out.glob("tests/**/*.py")])
+    assert (out / "companion" / "model.py").exists() and (out / "README.md").exists()
+    with pytest.raises(ValueError, match="not empty"):
+        make_bundle(["ch03"], out, ROOT)
+    with pytest.raises(ValueError, match="no graded tests|no exercises"):
+        make_bundle(["ch42"], tmp_path / "other", ROOT)
+    env = {**os.environ, "PYTHONPATH": str(out)}  # the bundle's own companion
+    report = grade_json("--impl", "exercises", cwd=out, env=env)
+    assert {ex["chapter"] for ex in report["exercises"]} == {"ch03", "ch04"}
+    assert all(t["outcome"] == "not implemented" for t in results_of(report))
+
+
+# ------------------------------------------------------------------ use(): bring your own layer
+
+KERNELS = {
+    "ch02": ("embedding_backward", "rope_forward", "sinusoidal_table"),
+    "ch03": ("causal_mask", "attention_forward", "attention_backward"),
+    "ch04": ("layernorm_backward", "rmsnorm_forward", "rmsnorm_backward"),
+    "ch05": ("gelu_forward", "swiglu_forward", "swiglu_backward"),
+    "ch08": ("linear_backward",),
+}
+
+
+def solution_kernels() -> dict:
+    found = {}
+    for chapter, names in KERNELS.items():
+        module = import_by_path(chapter_file(SOLUTIONS, chapter))
+        found.update({n: getattr(module, n) for n in names})
+    return found
+
+
+def train_losses(config, steps=8) -> list[float]:
+    rng = np.random.default_rng(0)
+    model = companion.Transformer(config, rng)
+    opt = companion.AdamW(model.parameters(), model.gradients(), lr=1e-2)
+    idx = rng.integers(0, config.vocab_size, size=(4, config.block_size + 1))  # one batch, learned by heart
+    losses = []
+    for _ in range(steps):
+        loss, cache = companion.cross_entropy_forward(model.forward(idx[:, :-1]), idx[:, 1:])
+        model.zero_grad()
+        model.backward(companion.cross_entropy_backward(cache))
+        opt.step()
+        losses.append(loss)
+    return losses
+
+
+@pytest.mark.parametrize("overrides", [dict(family="gpt"), dict(family="llama"), dict(family="gpt", positions="sinusoidal")])
+def test_model_on_the_solutions_trains_like_the_reference(overrides):
+    config = companion.preset("tiny", dtype="float64", **overrides)
+    reference = train_losses(config)
+    kernels = solution_kernels()
+    calls = {name: 0 for name in kernels}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    with use(**{name: counted(name, fn) for name, fn in kernels.items()}):
+        mine = train_losses(config)
+    np.testing.assert_allclose(mine, reference, rtol=1e-9, atol=1e-12)
+    assert reference[-1] < reference[0]  # it trains
+    used = {"attention_forward", "attention_backward", "causal_mask", "linear_backward", "embedding_backward"}
+    used |= {"rope_forward", "rmsnorm_forward", "rmsnorm_backward", "swiglu_forward", "swiglu_backward"} \
+        if overrides["family"] == "llama" else {"layernorm_backward", "gelu_forward"}
+    if overrides.get("positions") == "sinusoidal":
+        used.add("sinusoidal_table")
+    assert all(calls[n] > 0 for n in used), {n: calls[n] for n in used}
+
+
+def test_use_restores_everything_even_after_an_error():
+    from companion import attention, positions
+
+    original_fwd, original_rope = attention.attention_forward, attention.rope_forward
+
+    def broken(*args):
+        raise RuntimeError("learner bug")
+
+    with pytest.raises(RuntimeError, match="learner bug"):
+        with use(attention_forward=broken, rope_forward=broken):
+            assert attention.attention_forward is broken and attention.rope_forward is broken
+            assert positions.rope_forward is broken  # the defining module and the importing one
+            companion.Transformer(companion.preset("tiny"), np.random.default_rng(0)).forward(np.zeros((1, 3), dtype=np.int64))
+    assert attention.attention_forward is original_fwd and attention.rope_forward is original_rope
+    assert positions.rope_forward is original_rope
+    from companion import feedforward
+    with use(gelu_forward=broken):
+        assert feedforward.ACTIVATIONS["gelu"][0] is broken
+    assert feedforward.ACTIVATIONS["gelu"][0] is feedforward.gelu_forward
+    with pytest.raises(ValueError, match="pluggable functions"):
+        with use(attention_fwd=broken):
+            pass
+    with pytest.raises(TypeError, match="needs a function"):
+        with use(attention_forward=3):
+            pass
