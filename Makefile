@@ -40,7 +40,7 @@ assets: $(ASSETS_STAMP)
 
 # Every text notebook nbval executes: the book's pages, plus whatever is appended to
 # NOTEBOOKS_EXTRA (e.g. exercises/*.py and solutions/*.py, which are jupytext py:percent).
-BOOK_PAGES      := book/intro.md $(sort $(wildcard book/[0-9][0-9]_*.md))
+BOOK_PAGES      := book/intro.md $(sort $(wildcard book/[0-9][0-9]_*.md)) $(wildcard book/instructors.md)
 NOTEBOOKS_EXTRA ?= $(sort $(wildcard exercises/ch[0-9][0-9]_*.py solutions/ch[0-9][0-9]_*.py))
 NOTEBOOKS       := $(BOOK_PAGES) $(NOTEBOOKS_EXTRA)
 NB_DIR          := _build/notebooks

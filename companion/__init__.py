@@ -12,6 +12,7 @@ The modules follow the book's chapters:
     loss.py          7  Loss                  stable softmax cross-entropy with a mask
     gradcheck.py     8  Backpropagation       finite-difference gradient checks
     optim.py         9  Optimizers            SGD, Adam, AdamW, schedule, clipping
+    viz/          3, 10  Attention maps        heatmaps, live (ipywidgets) and static (HTML/JS) explorers
     checkpoint.py       Checkpoints           save/load a run (npz + JSON, checksums, no pickle)
     cli.py, bench.py    Command line          python -m companion train|eval|generate|bench
     grading/            Exercises             grade, check("3.2"), use(attention_forward=...)

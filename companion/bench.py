@@ -89,10 +89,11 @@ def bench_config(**overrides) -> ModelConfig:
 
 
 def _batches(config: ModelConfig, batch_size: int, n: int, rng: np.random.Generator):
-    """Random token batches (speed does not depend on what the tokens say)."""
-    idx = rng.integers(0, config.vocab_size, size=(n, batch_size, config.block_size))  # (n, B, T)
-    targets = rng.integers(0, config.vocab_size, size=(n, batch_size, config.block_size))  # (n, B, T)
-    return idx, targets
+    """Random token batches (speed does not depend on what the tokens say); batch i is the same
+    whatever n is, so runs of different lengths start alike."""
+    both = np.stack([rng.integers(0, config.vocab_size, size=(2, batch_size, config.block_size))
+                     for _ in range(n)])  # (n, 2, B, T): inputs and targets of each step
+    return both[:, 0], both[:, 1]  # (n, B, T) each
 
 
 def companion_step(model: Transformer, opt: AdamW, idx, targets) -> float:

@@ -3,22 +3,25 @@
 A checkpoint is one folder:
 
     ckpt/
-      state.npz          arrays only: weights ``param/<name>``, optimizer state ``optim/<key>``,
-                         the step, and the random generator's state (JSON text as uint8 bytes)
-      checkpoint.json    the manifest: format and version, ModelConfig, optimizer kind and
-                         hyperparameters, step, task options, train config, and the sha256 of
-                         every other file in the folder
-      tokenizer.json     (optional) the tokenizer, as its own JSON
-      history.json       (optional) the training history (losses, accuracies), as JSON
+      checkpoint.json              the manifest: format and version, ModelConfig, optimizer kind
+                                   and hyperparameters, step, task options, train config, and the
+                                   name and sha256 of each file below
+      state-<sha256[:16]>.npz      arrays only: weights ``param/<name>``, optimizer state
+                                   ``optim/<key>``, the step, and the random generator's state
+                                   (JSON text as uint8 bytes)
+      tokenizer-<sha256[:16]>.json (optional) the tokenizer, as its own JSON
+      history-<sha256[:16]>.json   (optional) the training history (losses, accuracies), as JSON
 
 Why it is built this way:
 
 - No pickle anywhere. ``np.load(..., allow_pickle=False)`` refuses object arrays, so opening a
   checkpoint cannot run code that someone slipped into it. The generator's state (a dict with
   128-bit integers) therefore travels as JSON text, not as a pickled object.
-- Every file is written atomically (``companion.io``: temporary file, fsync, rename), and the
-  manifest is written last, holding the checksums of the files written before it. A crash
-  half-way, a truncated copy or an edited file shows up as a checksum mismatch on load.
+- Every file is written atomically (``companion.io``: temporary file, fsync, rename). Data files
+  are named by their checksum and the manifest, written last, points at them: saving over an
+  old checkpoint never touches the files the old manifest names, so a save interrupted at any
+  moment leaves the old checkpoint whole, and files no manifest names are deleted only after
+  the new manifest is in place. A truncated copy or an edited file fails its checksum on load.
 - Loading checks everything against the config: a missing or extra parameter, a wrong shape or
   dtype each fail with an error that names the parameter. Never a silently wrong model.
 - Resuming reproduces the uninterrupted run exactly: the weights, Adam's moments and step count,
@@ -32,6 +35,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +50,9 @@ from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "companion-checkpoint"
 VERSION = 1
-STATE_FILE, MANIFEST_FILE = "state.npz", "checkpoint.json"
-TOKENIZER_FILE, HISTORY_FILE = "tokenizer.json", "history.json"
+MANIFEST_FILE = "checkpoint.json"
+ROLES = {"state": ".npz", "tokenizer": ".json", "history": ".json"}  # data files, by role
+FILE_NAME = re.compile(r"^(state|tokenizer|history)-[0-9a-f]{16}\.(npz|json)$")  # never a path elsewhere
 
 # The optimizers a checkpoint can rebuild, and the hyperparameters each one needs.
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
@@ -103,6 +109,9 @@ def save_checkpoint(path, model: Transformer, optimizer: Optimizer | None = None
         raise CheckpointError(f"checkpoint path {path} exists and is not a folder")
     path.mkdir(parents=True, exist_ok=True)
 
+    # Everything is turned into JSON first, so a value that cannot be stored fails before any write.
+    described = {key: (_as_dict(obj, key) if obj is not None else None)
+                 for key, obj in (("task", task), ("train_config", train_config), ("extra", extra))}
     arrays = {f"param/{name}": to_numpy(a) for name, a in model.parameters().items()}
     optim_meta = None
     if optimizer is not None:
@@ -110,17 +119,16 @@ def save_checkpoint(path, model: Transformer, optimizer: Optimizer | None = None
         arrays.update({f"optim/{k}": to_numpy(a) for k, a in optimizer.state_dict().items()})
     arrays["step"] = np.asarray(int(step), dtype=np.int64)
     if rng is not None:
-        state = json.dumps(rng.bit_generator.state)  # 128-bit ints are fine in JSON
+        state = json.dumps(rng.bit_generator.state, default=_json_scalar)  # 128-bit ints are fine in JSON
         arrays["rng_state"] = np.frombuffer(state.encode("utf-8"), dtype=np.uint8)
 
-    files = {STATE_FILE: _write_npz(path / STATE_FILE, arrays)}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    files = {"state": _write_data(path, "state", buf.getvalue())}
     if tokenizer is not None:
-        files[TOKENIZER_FILE] = _write_json_file(path / TOKENIZER_FILE, _as_dict(tokenizer, "tokenizer"))
+        files["tokenizer"] = _write_data(path, "tokenizer", _json_bytes(_as_dict(tokenizer, "tokenizer")))
     if history is not None:
-        files[HISTORY_FILE] = _write_json_file(path / HISTORY_FILE, _as_dict(history, "history"))
-    for stale in (TOKENIZER_FILE, HISTORY_FILE):  # a file this checkpoint does not have must not linger
-        if stale not in files:
-            (path / stale).unlink(missing_ok=True)
+        files["history"] = _write_data(path, "history", _json_bytes(_as_dict(history, "history")))
 
     manifest = {
         "format": FORMAT,
@@ -128,12 +136,14 @@ def save_checkpoint(path, model: Transformer, optimizer: Optimizer | None = None
         "step": int(step),
         "config": model.config.to_dict(),
         "optimizer": optim_meta,
-        "task": _as_dict(task, "task") if task is not None else None,
-        "train_config": _as_dict(train_config, "train_config") if train_config is not None else None,
-        "extra": extra,
-        "sha256": files,  # written last: it vouches for every file above
+        **described,  # task, train_config, extra
+        "files": files,  # written last: it names and vouches for every file above
     }
     write_json(path / MANIFEST_FILE, manifest)
+    keep = {f["name"] for f in files.values()}
+    for old in path.iterdir():  # only now may the previous checkpoint's files go
+        if FILE_NAME.match(old.name) and old.name not in keep:
+            old.unlink(missing_ok=True)
     return path
 
 
@@ -160,17 +170,17 @@ def _json_scalar(x):
     raise TypeError(f"{type(x).__name__} is not JSON-serializable")
 
 
-def _write_npz(path: Path, arrays: dict) -> str:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    data = buf.getvalue()
-    atomic_write(path, lambda f: f.write(data))
-    return hashlib.sha256(data).hexdigest()
+def _json_bytes(obj: dict) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
 
 
-def _write_json_file(path: Path, obj: dict) -> str:
-    write_json(path, obj)
-    return _sha256(path)
+def _write_data(folder: Path, role: str, data: bytes) -> dict:
+    """Write ``data`` atomically under a name made from its checksum; -> its manifest entry."""
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"{role}-{digest[:16]}{ROLES[role]}"
+    if not (folder / name).exists() or _sha256(folder / name) != digest:
+        atomic_write(folder / name, lambda f: f.write(data))
+    return {"name": name, "sha256": digest}
 
 
 def _sha256(path: Path) -> str:
@@ -199,16 +209,16 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"checkpoint format version {manifest.get('version')!r} is not supported "
                               f"(this companion reads version {VERSION})")
-    for key in ("config", "step", "sha256"):
+    for key in ("config", "step", "files"):
         if key not in manifest:
             raise CheckpointError(f"checkpoint manifest is missing the field {key!r}")
-    _verify_checksums(path, manifest["sha256"])
+    files = _verify_files(path, manifest["files"])
 
     try:
         config = ModelConfig.from_dict(manifest["config"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint config is invalid: {err}") from err
-    arrays = _read_npz(path / STATE_FILE)
+    arrays = _read_npz(files["state"])
 
     # A throwaway generator builds the model; every weight is then overwritten from the file.
     model = Transformer(config, np.random.default_rng(0))
@@ -216,7 +226,7 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
 
     step = int(arrays["step"]) if "step" in arrays else None
     if step != manifest["step"]:
-        raise CheckpointError(f"step in {STATE_FILE} ({step}) differs from the manifest's ({manifest['step']})")
+        raise CheckpointError(f"step in {files['state'].name} ({step}) differs from the manifest's ({manifest['step']})")
     rng = _rng_from_bytes(arrays["rng_state"]) if "rng_state" in arrays else None
 
     optimizer = None
@@ -224,35 +234,39 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
     if manifest.get("optimizer") is not None and load_optimizer:
         optimizer = _build_optimizer(model, manifest["optimizer"], optim_arrays)
     elif manifest.get("optimizer") is None and optim_arrays:
-        raise CheckpointError("state.npz holds optimizer state but the manifest names no optimizer")
+        raise CheckpointError(f"{files['state'].name} holds optimizer state but the manifest names no optimizer")
 
     tokenizer = None
-    if (path / TOKENIZER_FILE).exists():
-        tokenizer = _load_tokenizer(path / TOKENIZER_FILE)
+    if "tokenizer" in files:
+        tokenizer = _load_tokenizer(files["tokenizer"])
         if tokenizer is not None and getattr(tokenizer, "vocab_size", config.vocab_size) > config.vocab_size:
             raise CheckpointError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size "
                                   f"is {config.vocab_size}: the checkpoint's files do not belong together")
     history = None
-    if (path / HISTORY_FILE).exists():
-        history = _load_history(read_json(path / HISTORY_FILE, what="history"))
+    if "history" in files:
+        history = _load_history(read_json(files["history"], what="history"))
     return Checkpoint(path=path, config=config, model=model, optimizer=optimizer, step=step, rng=rng,
                       tokenizer=tokenizer, task=manifest.get("task"), train_config=manifest.get("train_config"),
                       history=history, extra=manifest.get("extra"))
 
 
-def _verify_checksums(path: Path, recorded: dict) -> None:
-    if not isinstance(recorded, dict) or STATE_FILE not in recorded:
-        raise CheckpointError(f"checkpoint manifest records no checksum for {STATE_FILE}")
-    for name in (STATE_FILE, TOKENIZER_FILE, HISTORY_FILE):
-        present = (path / name).exists()
-        if name in recorded and not present:
-            raise CheckpointError(f"checkpoint file {path / name} is missing")
-        if present and name not in recorded:
-            raise CheckpointError(f"{path / name} is not part of this checkpoint (no checksum in the manifest): "
-                                  f"a file left from another run?")
-        if present and _sha256(path / name) != recorded[name]:
-            raise CheckpointError(f"checksum mismatch for {path / name}: the file was truncated, edited, or "
-                                  f"written by another save than {MANIFEST_FILE} (an interrupted save?)")
+def _verify_files(path: Path, recorded) -> dict[str, Path]:
+    """Check the manifest's file list and every file's checksum; -> role: path."""
+    if not isinstance(recorded, dict) or "state" not in recorded:
+        raise CheckpointError("checkpoint manifest names no state file (the weights)")
+    found = {}
+    for role, entry in recorded.items():
+        if role not in ROLES or not isinstance(entry, dict) or set(entry) != {"name", "sha256"}:
+            raise CheckpointError(f"checkpoint manifest has an invalid file entry {role!r}: {entry!r}")
+        if not isinstance(entry["name"], str) or not FILE_NAME.match(entry["name"]):
+            raise CheckpointError(f"checkpoint manifest names an unexpected file {entry['name']!r}")
+        file = path / entry["name"]
+        if not file.exists():
+            raise CheckpointError(f"checkpoint file {file} is missing")
+        if _sha256(file) != entry["sha256"]:
+            raise CheckpointError(f"checksum mismatch for {file}: the file was truncated or edited after saving")
+        found[role] = file
+    return found
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -263,7 +277,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         if "pickle" in str(err):
             raise CheckpointError(f"{path} holds object arrays (pickled data), refused") from err
         raise CheckpointError(f"{path} is not a readable .npz file: {err}") from err
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path} is not a readable .npz file (truncated?): {err}") from err
 
 
@@ -354,7 +368,7 @@ def _load_history(d: dict):
     try:
         return History.from_dict(d)
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{HISTORY_FILE} is not a valid training history: {err}") from err
+        raise CheckpointError(f"the checkpoint's history file is not a valid training history: {err}") from err
 
 
 def checkpoint_exists(path) -> bool:

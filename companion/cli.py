@@ -222,7 +222,8 @@ def train_command(args) -> int:
 
 def final_metrics(model, task, history, cfg, test: dict) -> dict:
     last = history.last or {}
-    seconds = history.seconds
+    seconds = history.seconds  # wall clock of the whole run, evaluations included
+    # tokens_per_second counts every position fed to the model (padding included) over that clock
     out = {"task": task.name, "params": model.num_params(), "steps": history.steps, "seconds": round(seconds, 2),
            "tokens_per_second": round(history.steps * cfg.batch_size * task.block_size / seconds, 1) if seconds else None}
     if "val_loss" in last:
@@ -305,7 +306,7 @@ def add_generate_parser(subparsers) -> None:
         "Greedy takes the likeliest token; otherwise tokens are sampled."))
     p.add_argument("--ckpt", required=True, metavar="DIR", help="checkpoint folder (from train --out)")
     p.add_argument("--prompt", required=True, help='the start, e.g. "Max ( 5 3 9 ) =" or "ROMEO:"')
-    p.add_argument("--max-new-tokens", type=int, default=None, help="most tokens to add (default: to the window's end, at most 200)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="most tokens to add (default: room for an answer for listops/addition, 200 for text)")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest token (no sampling)")
     p.add_argument("--temperature", type=float, default=None, help="divide the logits by this: < 1 sharper, > 1 flatter (default 1)")
     p.add_argument("--top-k", type=int, default=None, help="sample only among the k likeliest tokens")

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   course:
-#     budget_s: 60
+#     budget_s: 30
 #   jupytext:
 #     text_representation:
 #       extension: .py

@@ -9,6 +9,8 @@ import pytest
 from companion import AdamW, SGD, Transformer, cross_entropy_backward, cross_entropy_forward, preset
 from companion.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from companion.history import History
+from companion.tasks import make_task
+from companion.train import TrainConfig, train
 
 CFG = preset("tiny", dtype="float64")
 
@@ -103,13 +105,64 @@ def test_resume_reproduces_uninterrupted_run_bit_for_bit(tmp_path, opt_kind):
     assert len(whole) == 10 and whole[-1] < whole[0]  # and it did train
 
 
-def test_save_is_atomic_and_overwrites(tmp_path):
+def test_resume_through_train_callback_is_bit_for_bit(tmp_path):
+    task = make_task("listops", seed=0)
+    config = preset("tiny", vocab_size=task.vocab_size, block_size=task.block_size)
+    cfg = TrainConfig(steps=16, batch_size=16, warmup_steps=4, eval_every=8, eval_size=50)
+
+    whole = train(Transformer(config, np.random.default_rng(0)), task, cfg, np.random.default_rng(0), progress=False)
+
+    def save_at_6(step, model, optimizer, rng, history):
+        if step == 6:
+            save_checkpoint(tmp_path / "ck", model, optimizer, step, rng, task=task, train_config=cfg, history=history)
+            raise StopIteration  # stop the run here; nothing but the files carries on
+
+    with pytest.raises(StopIteration):
+        train(Transformer(config, np.random.default_rng(0)), task, cfg, np.random.default_rng(0), progress=False,
+              callback=save_at_6)
+    ck = load_checkpoint(tmp_path / "ck")
+    assert ck.step == 6 and ck.history.steps == 6
+    rest = train(ck.model, task, cfg, ck.rng, optimizer=ck.optimizer, start_step=ck.step, history=ck.history,
+                 progress=False)
+    assert rest.train_losses == whole.train_losses  # bit for bit, all 16 steps
+    assert [r["val_loss"] for r in rest.records] == [r["val_loss"] for r in whole.records]
+
+
+def data_file(ckdir, role):
+    """The file the manifest names for a role ('state', 'tokenizer', 'history')."""
+    return ckdir / json.loads((ckdir / "checkpoint.json").read_text())["files"][role]["name"]
+
+
+def test_save_overwrites_and_cleans_up(tmp_path):
     model, opt = fresh()
     save_checkpoint(tmp_path / "ck", model, opt, step=1, rng=np.random.default_rng(0), history=a_history())
+    first_state = data_file(tmp_path / "ck", "state").name
+    opt.step()  # change the state, so the next save writes a new state file
     save_checkpoint(tmp_path / "ck", model, opt, step=2)  # no history this time
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["checkpoint.json", "state.npz"]  # no temp files
+    names = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert len(names) == 2 and names[0] == "checkpoint.json" and names[1].startswith("state-")  # no temp files
+    assert names[1] != first_state  # the old state file was removed after the new manifest was written
     ck = load_checkpoint(tmp_path / "ck")
     assert ck.step == 2 and ck.history is None and ck.rng is None
+
+
+def test_interrupted_save_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
+    model, opt = fresh()
+    save_checkpoint(tmp_path / "ck", model, opt, step=1, history=a_history(1))
+    import companion.checkpoint as checkpoint
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C after the new data files, before the new manifest
+
+    monkeypatch.setattr(checkpoint, "write_json", crash)
+    opt.step()
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "ck", model, opt, step=2, history=a_history(2))
+    ck = load_checkpoint(tmp_path / "ck")  # the old manifest still names the old, untouched files
+    assert ck.step == 1 and ck.history == a_history(1)
+    monkeypatch.undo()
+    save_checkpoint(tmp_path / "ck", model, opt, step=2, history=a_history(2))  # and the next save tidies up
+    assert len(list((tmp_path / "ck").iterdir())) == 3 and load_checkpoint(tmp_path / "ck").step == 2
 
 
 # --- bad files --------------------------------------------------------------------------------
@@ -128,16 +181,22 @@ def rewrite_manifest(ckdir, change):
     (ckdir / "checkpoint.json").write_text(json.dumps(m))
 
 
-def resave_state(ckdir, change):
-    """Edit state.npz and fix the checksum, so the content checks (not the checksum) must catch it."""
+def fix_checksum(ckdir, role):
     import hashlib
 
-    with np.load(ckdir / "state.npz") as f:
+    digest = hashlib.sha256(data_file(ckdir, role).read_bytes()).hexdigest()
+    rewrite_manifest(ckdir, lambda m: m["files"][role].__setitem__("sha256", digest))
+
+
+def resave_state(ckdir, change):
+    """Edit the state file and fix its checksum, so the content checks (not the checksum) must catch it."""
+    state = data_file(ckdir, "state")
+    with np.load(state) as f:
         arrays = {k: f[k] for k in f.files}
     change(arrays)
-    np.savez(ckdir / "state.npz", **arrays)
-    digest = hashlib.sha256((ckdir / "state.npz").read_bytes()).hexdigest()
-    rewrite_manifest(ckdir, lambda m: m["sha256"].__setitem__("state.npz", digest))
+    with open(state, "wb") as f:
+        np.savez(f, **arrays)
+    fix_checksum(ckdir, "state")
 
 
 def test_missing_folder_and_not_a_checkpoint(tmp_path):
@@ -153,9 +212,18 @@ def test_missing_folder_and_not_a_checkpoint(tmp_path):
 
 
 def test_truncated_npz(ckdir):
-    data = (ckdir / "state.npz").read_bytes()
-    (ckdir / "state.npz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="checksum mismatch for .*state.npz"):
+    state = data_file(ckdir, "state")
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"checksum mismatch for .*state-[0-9a-f]+\.npz"):
+        load_checkpoint(ckdir)
+    fix_checksum(ckdir, "state")  # a truncated file with a matching checksum is still caught
+    with pytest.raises(CheckpointError, match="not a readable .npz file"):
+        load_checkpoint(ckdir)
+
+
+def test_missing_data_file(ckdir):
+    data_file(ckdir, "history").unlink()
+    with pytest.raises(CheckpointError, match=r"checkpoint file .*history-[0-9a-f]+\.json is missing"):
         load_checkpoint(ckdir)
 
 
@@ -167,33 +235,32 @@ def test_truncated_manifest(ckdir):
 
 
 def test_tampered_weights(ckdir):
-    with np.load(ckdir / "state.npz") as f:
+    state = data_file(ckdir, "state")
+    with np.load(state) as f:
         arrays = {k: f[k] for k in f.files}
     arrays["param/wte.weight"][0, 0] += 1.0
-    np.savez(ckdir / "state.npz", **arrays)
+    with open(state, "wb") as f:
+        np.savez(f, **arrays)
     with pytest.raises(CheckpointError, match="checksum mismatch"):
         load_checkpoint(ckdir)
 
 
 def test_tampered_history(ckdir):
-    (ckdir / "history.json").write_text(json.dumps(a_history(4).to_dict()))
-    with pytest.raises(CheckpointError, match="checksum mismatch for .*history.json"):
+    data_file(ckdir, "history").write_text(json.dumps(a_history(4).to_dict()))
+    with pytest.raises(CheckpointError, match=r"checksum mismatch for .*history-[0-9a-f]+\.json"):
         load_checkpoint(ckdir)
 
 
 def test_invalid_history_with_valid_checksum(ckdir):
-    import hashlib
-
-    (ckdir / "history.json").write_text('{"x": [2]}')
-    digest = hashlib.sha256((ckdir / "history.json").read_bytes()).hexdigest()
-    rewrite_manifest(ckdir, lambda m: m["sha256"].__setitem__("history.json", digest))
-    with pytest.raises(CheckpointError, match="history.json is not a valid training history: .*missing"):
+    data_file(ckdir, "history").write_text('{"x": [2]}')
+    fix_checksum(ckdir, "history")
+    with pytest.raises(CheckpointError, match="not a valid training history: .*missing"):
         load_checkpoint(ckdir)
 
 
-def test_stray_file_from_another_run(ckdir):
-    (ckdir / "tokenizer.json").write_text("{}")
-    with pytest.raises(CheckpointError, match="tokenizer.json is not part of this checkpoint"):
+def test_manifest_cannot_point_outside_the_folder(ckdir):
+    rewrite_manifest(ckdir, lambda m: m["files"]["state"].__setitem__("name", "../../etc/passwd"))
+    with pytest.raises(CheckpointError, match="unexpected file '../../etc/passwd'"):
         load_checkpoint(ckdir)
 
 

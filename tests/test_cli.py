@@ -1,6 +1,6 @@
 """`python -m companion`: every subcommand runs, --json's last line is the metrics, every
-ModelConfig/TrainConfig field is a flag, mistakes exit 2 with one line, and a checkpoint saved by
-the train callback resumes the run bit for bit."""
+ModelConfig/TrainConfig field is a flag, mistakes exit 2 with one line, and a run interrupted
+after a checkpoint resumes bit for bit."""
 
 import dataclasses
 import json
@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from companion import ModelConfig, Transformer, preset
-from companion.checkpoint import load_checkpoint, save_checkpoint
+from companion import ModelConfig
+from companion.checkpoint import load_checkpoint
 from companion.cli import build_parser, main
 from companion.tasks import make_task
-from companion.train import TrainConfig, train
+from companion.train import TrainConfig
 
 # a model small enough that a CLI run takes a second or two
 SMALL = ["--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--no-progress", "--threads", "1"]
@@ -104,29 +104,6 @@ def test_resume_from_an_interrupted_cli_run(tmp_path, capsys, monkeypatch):
         assert np.array_equal(p, b.model.parameters()[name]), name
 
 
-def test_resume_through_train_callback_is_bit_for_bit(tmp_path):
-    task = make_task("listops", seed=0)
-    config = preset("tiny", vocab_size=task.vocab_size, block_size=task.block_size)
-    cfg = TrainConfig(steps=16, batch_size=16, warmup_steps=4, eval_every=8, eval_size=50)
-
-    whole = train(Transformer(config, np.random.default_rng(0)), task, cfg, np.random.default_rng(0), progress=False)
-
-    def save_at_6(step, model, optimizer, rng, history):
-        if step == 6:
-            save_checkpoint(tmp_path / "ck", model, optimizer, step, rng, task=task, train_config=cfg, history=history)
-            raise StopIteration  # stop the run here; nothing but the files carries on
-
-    with pytest.raises(StopIteration):
-        train(Transformer(config, np.random.default_rng(0)), task, cfg, np.random.default_rng(0), progress=False,
-              callback=save_at_6)
-    ck = load_checkpoint(tmp_path / "ck")
-    assert ck.step == 6 and ck.history.steps == 6
-    rest = train(ck.model, task, cfg, ck.rng, optimizer=ck.optimizer, start_step=ck.step, history=ck.history,
-                 progress=False)
-    assert rest.train_losses == whole.train_losses  # bit for bit, all 16 steps
-    assert [r["val_loss"] for r in rest.records] == [r["val_loss"] for r in whole.records]
-
-
 @pytest.mark.parametrize("argv, message", [
     (["train", "--digits", "3"], "--digits is an option of --task addition"),
     (["train", "--n-layer", "two"], "invalid int value: 'two'"),
@@ -174,7 +151,7 @@ def test_text_task_with_a_corpus_file(tmp_path, capsys):
 
 def test_broken_checkpoint_exits_2(tmp_path, capsys):
     run_train(tmp_path, capsys)
-    npz = tmp_path / "ck" / "state.npz"
+    npz = next((tmp_path / "ck").glob("state-*.npz"))
     npz.write_bytes(npz.read_bytes()[:100])
     assert main(["eval", "--ckpt", str(tmp_path / "ck")]) == 2
     assert "checksum mismatch" in capsys.readouterr().err

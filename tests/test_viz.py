@@ -17,7 +17,7 @@ import pytest
 from companion import Transformer, preset
 from companion.tokenizers import CharTokenizer
 from companion.viz import (load_snapshot, plot_attention, plot_attention_grid, run_model, snapshot_callback,
-                           take_snapshot, token_label)
+                           snapshots_from_checkpoints, take_snapshot, token_label)
 from companion.viz.explorer import ALL_HEADS, AttentionExplorer
 from companion.viz.static import StaticExplorer
 
@@ -73,6 +73,19 @@ def test_snapshot_callback_copies_parameters(tok):
     assert snaps[1]["wte.weight"][0, 0] + 2.0 == pytest.approx(snaps[2]["wte.weight"][0, 0])  # copies, not references
     with pytest.raises(ValueError, match="every"):
         snapshot_callback([], [], every=0)
+
+
+def test_snapshots_from_saved_checkpoints(tok, tmp_path):
+    from companion import save_checkpoint
+
+    models = [make_model(tok, seed=s) for s in (1, 2)]
+    for step, m in zip((10, 20), models):
+        save_checkpoint(tmp_path / f"step{step}", m, step=step)
+    snaps, steps = snapshots_from_checkpoints([tmp_path / "step10", tmp_path / "step20"])
+    assert steps == [10, 20]
+    for snap, m in zip(snaps, models):
+        for name, p in m.parameters().items():
+            np.testing.assert_array_equal(snap[name], p)
 
 
 # --- heatmaps ------------------------------------------------------------------------------------

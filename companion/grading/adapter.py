@@ -45,7 +45,8 @@ def resolve_impl(value: str | Path, root: Path) -> Path:
     for candidate in (Path(value), root / value):
         if candidate.is_dir():
             return candidate.resolve()
-    raise FileNotFoundError(f"--impl {value}: no such folder (looked in {Path.cwd()} and {root})")
+    places = sorted({str(Path.cwd()), str(root)})
+    raise FileNotFoundError(f"--impl {value}: no such folder (looked in {' and '.join(places)})")
 
 
 def import_by_path(path: Path) -> ModuleType:

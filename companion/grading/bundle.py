@@ -5,7 +5,7 @@
 DIR gets everything a student needs to work and grade offline, and nothing else:
 
     DIR/exercises/ch03_attention.py ...   the stubs of the chosen chapters
-    DIR/tests/conftest.py, tests/exercises/conftest.py, test_ch03_*.py ...   their graded tests
+    DIR/tests/conftest.py (+ its helpers), tests/exercises/conftest.py, test_ch03_*.py ...   the graded tests
     DIR/companion/                        the package (without grading's solutions: it has none)
     DIR/pyproject.toml, requirements.txt, README.md   install with `pip install -e DIR`
 
@@ -53,8 +53,10 @@ def make_bundle(chapters: list[str], out: Path, root: Path) -> list[Path]:
             raise ValueError(f"chapter {chapter} has no exercises to assign")
         files += [(p, Path("exercises") / p.name) for p in stubs]
         files += [(p, Path("tests/exercises") / p.name) for p in tests]
-    files += [(root / "tests" / "conftest.py", Path("tests/conftest.py")),
-              (root / "tests" / "exercises" / "conftest.py", Path("tests/exercises/conftest.py"))]
+    # the conftests and the helper modules they import (tests/*.py that are not tests)
+    helpers = [p for p in sorted((root / "tests").glob("*.py")) if not p.name.startswith("test_")]
+    files += [(p, Path("tests") / p.name) for p in helpers]
+    files += [(root / "tests" / "exercises" / "conftest.py", Path("tests/exercises/conftest.py"))]
     files += [(root / name, Path(name)) for name in ("pyproject.toml", "requirements.txt") if (root / name).exists()]
     for src in sorted((root / "companion").rglob("*.py")):
         files.append((src, Path("companion") / src.relative_to(root / "companion")))

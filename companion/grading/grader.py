@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .adapter import NAMESPACES, NOT_IMPLEMENTED
+from .adapter import NAMESPACES, NOT_IMPLEMENTED, resolve_impl
 
 
 @dataclass
@@ -163,11 +163,11 @@ def run_tests(chapters: list[str] | None = None, impl: str | Path = "solutions",
     """Run the graded tests in this process and return one result per test
     (with ``collect_only``, the tests found, none run: their outcome stays 'failed')."""
     root = root or find_root()
-    if Path(impl).is_dir():  # a folder named relative to where the command was run
-        impl = Path(impl).resolve()
+    if not namespaces:  # fail at once, in one line, for a folder that is not there
+        impl = resolve_impl(impl, root)
     collector = Collector(exercise, namespaces)
     args = [*test_files(root, chapters), f"--impl={impl}", "--rootdir", str(root), "-p", "no:cacheprovider",
-            "--import-mode=importlib", "-o", "addopts=", "-q", "--capture=sys", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+            "-o", "addopts=", "-q", "--capture=sys", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if timeout is not None:
         args.append(f"--timeout={timeout}")
     if junit is not None:
@@ -177,7 +177,7 @@ def run_tests(chapters: list[str] | None = None, impl: str | Path = "solutions",
     out = io.StringIO()
     with contextlib.chdir(root), (contextlib.nullcontext() if verbose else contextlib.redirect_stdout(out)):
         code = pytest.main(args, plugins=[collector])
-    if code not in (0, 1) and not collector.results:
+    if code not in (0, 1, 5) and not collector.results:  # 5: no test selected (say so in the caller)
         raise RuntimeError(f"pytest could not run the graded tests (exit code {int(code)}):\n{out.getvalue()[-2000:]}")
     return list(collector.results.values()), collector
 

@@ -50,10 +50,9 @@ def check(exercise: str, namespace=None, impl: str | Path | None = None, root: P
     results, collector = run_tests([chapter], impl or "solutions", exercise=str(exercise),
                                    namespaces=namespaces, root=root)
     scores = score(results)
-    if not scores:
+    if not scores:  # the course's own machinery is broken (not the learner's code): say so loudly
         problem = "; ".join(collector.collect_errors) or f"no graded test is marked exercise({exercise!r})"
-        print(f"Exercise {exercise}: could not be graded: {problem}")
-        return None
+        raise RuntimeError(f"Exercise {exercise} could not be graded: {problem}")
     s = scores[0]
     verdict = "not yet implemented" if s.outcome == "not implemented" else s.outcome
     print(f"Exercise {s.exercise} {s.title}: {verdict}, {s.score:g}/{s.max_score:g} points")

@@ -137,3 +137,15 @@ def snapshot_callback(snapshots: list, steps: list, every: int):
             steps.append(int(step))
 
     return callback
+
+
+def snapshots_from_checkpoints(paths) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+    """Snapshots (and their steps) read from saved checkpoints, e.g. those a training run wrote."""
+    from ..checkpoint import load_checkpoint
+
+    snapshots, steps = [], []
+    for path in paths:
+        ckpt = load_checkpoint(path, load_optimizer=False)
+        snapshots.append(take_snapshot(ckpt.model))
+        steps.append(int(ckpt.step))
+    return snapshots, steps

@@ -86,10 +86,11 @@ class AttentionExplorer(w.VBox):
     def _set_queries(self) -> None:
         labels = [token_label(token_text(self._tokenizer, i)) for i in self._ids]
         options = [(f"{i}: {lab}", i) for i, lab in enumerate(labels)]
-        with self.hold_trait_notifications():  # one refresh for the new options, not one per change
-            self._quiet = True
+        self._quiet = True  # new options reset the value: one refresh afterwards, not one per change
+        try:
             self.query.options = options
             self.query.value = len(options) - 1  # the last token: the one whose prediction comes next
+        finally:
             self._quiet = False
 
     def _on_text(self, change) -> None:
@@ -104,7 +105,7 @@ class AttentionExplorer(w.VBox):
 
     def refresh(self) -> None:
         """Recompute the record for the current text and snapshot, then redraw picture and details."""
-        if getattr(self, "_quiet", False):
+        if self._quiet:
             return
         model = self._model
         if self._snapshots:

@@ -161,9 +161,9 @@ def test_attention_explorer_responds(browser, server):
         roots = page.locator("div.cvx-root[data-cvx-ready]")
         assert roots.count() >= 1, "the attention chapter shows no working attention explorer"
         root = roots.first
-        root.scroll_into_view_if_needed()
         wait_for_math(page)
-        page.screenshot(path=str(SHOTS / "03_attention_page.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / "03_attention_page.png"), full_page=True)  # from the top, before scrolling
+        root.scroll_into_view_if_needed()
         root.screenshot(path=str(SHOTS / "03_explorer_head0.png"))
         before = shown_weights(page, root)
         T = len(before)
