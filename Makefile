@@ -30,6 +30,8 @@ unit: $(STAMP)
 # package.json, no lock file) and copied where _config.yml's html_static_path picks it up.
 ASSETS_STAMP := _build/.offline-assets-stamp
 $(ASSETS_STAMP): package.json
+	@command -v npm >/dev/null || { echo "make assets: npm (Node.js 18+) is needed to install MathJax" \
+	    "for the offline HTML book (package.json); install Node.js and rerun"; exit 1; }
 	npm install --no-package-lock --no-audit --no-fund --ignore-scripts
 	rm -rf _build/offline && mkdir -p _build/offline/mathjax
 	cp -R node_modules/mathjax/es5/. _build/offline/mathjax/
@@ -46,7 +48,9 @@ NOTEBOOKS       := $(BOOK_PAGES) $(NOTEBOOKS_EXTRA)
 NB_DIR          := _build/notebooks
 
 # Each notebook must finish within its front matter's course.budget_s (tests_book/nbbudget.py).
+# tests_book/test_nbbudget.py first checks that the budget check itself fails when it should.
 notebooks: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider tests_book/test_nbbudget.py
 	rm -rf $(NB_DIR)
 	$(BIN)/python tests_book/convert.py --out $(NB_DIR) $(NOTEBOOKS)
 	PYTHONPATH=tests_book $(BIN)/python -m pytest -p nbbudget -p no:cacheprovider \
@@ -57,7 +61,7 @@ notebooks: $(STAMP)
 book-strict: $(STAMP) assets
 	rm -rf _build/html _build/jupyter_execute
 	$(BIN)/jupyter-book build . --builder html --all -W --keep-going
-	$(BIN)/python -m pytest -p no:cacheprovider tests_book/test_offline_html.py
+	$(BIN)/python -m pytest -p no:cacheprovider tests_book/test_front_matter.py tests_book/test_offline_html.py
 
 # The built book in Debian's headless Chromium (Playwright): console errors, math, figures, and the
 # attention explorer; screenshots in _build/screenshots. Skips, saying why, where Chromium is absent.

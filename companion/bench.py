@@ -142,6 +142,7 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     threads = threads or os.cpu_count() or 1
+    load_before = _load_average()
     config = config or bench_config()
     rng = np.random.default_rng(seed)
     model = Transformer(config, rng)
@@ -161,15 +162,20 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     try:
         with threadpool_limits(limits=threads, user_api="blas"):
             for i in range(warmup + steps):
-                t0 = time.perf_counter()
-                losses["companion"].append(companion_step(model, opt, idx[i], targets[i]))
-                t1 = time.perf_counter()
-                if vs_torch:
-                    losses["torch"].append(torch_step(twin, topt, tidx[i], ttargets[i]))
-                t2 = time.perf_counter()
-                if i >= warmup:
-                    times["companion"].append(t1 - t0)
-                    times["torch"].append(t2 - t1)
+                # alternate who goes first, so neither always runs on caches the other just warmed
+                order = ("companion", "torch") if i % 2 == 0 else ("torch", "companion")
+                for name in order:
+                    if name == "torch" and not vs_torch:
+                        continue
+                    t0 = time.perf_counter()
+                    if name == "companion":
+                        loss = companion_step(model, opt, idx[i], targets[i])
+                    else:
+                        loss = torch_step(twin, topt, tidx[i], ttargets[i])
+                    elapsed = time.perf_counter() - t0
+                    losses[name].append(loss)
+                    if i >= warmup:
+                        times[name].append(elapsed)
             peak_bytes = _tracemalloc_step(model, opt, idx[0], targets[0]) if memory else None
         sgemm = sgemm_peak(threads, n=sgemm_n)
     finally:
@@ -183,6 +189,7 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
         "batch_size": batch_size, "block_size": config.block_size, "dtype": config.dtype,
         "params": model.num_params(), "threads": threads, "steps": steps, "warmup": warmup,
         "flops_per_step": flops["total"], "sgemm_peak_gflops": sgemm,
+        "cpu_count": os.cpu_count(), "load_average": [load_before, _load_average()],  # 1-min, before and after
         "companion": _report(times["companion"], tokens, flops["total"], sgemm),
     }
     state_bytes = sum(a.nbytes for a in model.parameters().values()) * 4  # weights, grads, Adam m and v
@@ -205,6 +212,15 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
             if rss:
                 result["torch"].update(rss)
     return result
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average: runnable processes. More than the core count means the timings
+    share the CPU with other work and are not to be trusted."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
 
 
 def _report(times: list[float], tokens: int, flops: int, sgemm: float) -> dict:
@@ -309,6 +325,10 @@ def format_report(r: dict) -> str:
             s = r[name]
             lines.append(f"{name:>9} resident memory (fresh process, 3 steps): peak {s['rss_peak_bytes'] / mb:.0f} MiB, "
                          f"{s['rss_growth_bytes'] / mb:.0f} MiB above the {s['rss_base_bytes'] / mb:.0f} MiB after imports")
+    before = (r.get("load_average") or [None])[0]  # measured before the bench's own threads ran
+    if before is not None and r.get("cpu_count") and before + r["threads"] > r["cpu_count"] + 0.5:
+        lines.append(f"WARNING: load average {before:.1f} before the run on {r['cpu_count']} cores, and the bench "
+                     f"uses {r['threads']} thread(s): other work shares the CPU, so these timings are unreliable")
     if "ratio_companion_over_torch" in r:
         lines.append(f"ratio companion / torch (median step time): {r['ratio_companion_over_torch']:.2f}   "
                      f"(torch {r['torch']['version']}; max |loss difference| over the run {r['max_loss_diff']:.1e})")

@@ -295,7 +295,6 @@ def eval_command(args) -> int:
 
     ck = load_checkpoint(args.ckpt, load_optimizer=False)
     metrics = evaluate(ck.model, task_of(ck), args.split)
-    metrics.pop("mistakes", None) if args.json else None
     report({"step": ck.step, "params": ck.model.num_params(), **metrics}, args.json)
     return 0
 

@@ -188,12 +188,16 @@ def test_snapshots_must_match_the_model(tok):
         StaticExplorer(model, tok, TEXT, snapshots=[other])
     with pytest.raises(ValueError, match="labels"):
         AttentionExplorer(model, tok, TEXT, snapshots=[take_snapshot(model)], snapshot_labels=[1, 2])
+    with pytest.raises(ValueError, match="fewer snapshots"):
+        StaticExplorer(model, tok, ["1" * 16] * 3, snapshots=[take_snapshot(model)] * 1000)
+    with pytest.raises(ValueError, match="block_size"):
+        StaticExplorer(model, tok, "1" * 17)
 
 
 # --- the static explorer -------------------------------------------------------------------------
 def embedded_data(html):
     m = re.search(r'<script type="application/json" class="cvx-data">(.*?)</script>', html, re.S)
-    return json.loads(m.group(1).replace("<\\/", "</"))
+    return json.loads(m.group(1))
 
 
 def test_static_explorer_embeds_every_snapshot_and_input(tok):
@@ -215,10 +219,11 @@ def test_static_explorer_embeds_every_snapshot_and_input(tok):
 
 
 def test_static_html_is_self_contained_and_reproducible(tok, tmp_path):
-    tok2 = CharTokenizer("<>/script")
+    tok2 = CharTokenizer("<>/script!-")
     model = make_model(tok2)
     st = StaticExplorer(model, tok2, "</script>")
     html = st.to_html()
+    assert "<!--" not in StaticExplorer(model, tok2, "<!--<script>").to_html()
     assert html.count("</script>") == 2, "a token's '</script>' must not end the data block early"
     assert embedded_data(html)["labels"][0] == list("</script>")
     assert not re.search(r"(src|href)\s*=|https?:|@import", html), "the explorer must load nothing from outside"

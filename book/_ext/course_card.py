@@ -56,8 +56,9 @@ def _bullets(items) -> nodes.bullet_list:
 def insert_card(app: Sphinx, doctree: nodes.document) -> None:
     docname = app.env.docname
     course = _course_of(app, docname)
-    if course is None:
-        return
+    shown = ("minutes", "objectives", "prerequisites", "exercises")
+    if course is None or not any(course.get(key) for key in shown):
+        return  # e.g. a page that declares only its budget_s: no empty box
     card = nodes.admonition(classes=["tip", "course-card"])
     card += nodes.title(text="Before you start")
     lines = []

@@ -11,6 +11,8 @@
 
 from .plug import PLUGGABLE, use
 
+TIME_LIMIT_S = 30  # per graded test: a learner's infinite loop fails its test, never hangs the grader
+
 
 def check(exercise: str, namespace=None, impl=None, root=None):
     """check("3.2"): grade one exercise in its notebook (see notebook.py). Imported here lazily,

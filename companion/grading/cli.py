@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 from ..io import atomic_write
-from .bundle import make_bundle
-from .grader import find_root, format_gradescope, format_json, format_table, junit_xml, run_tests, score
+from . import TIME_LIMIT_S
+
+# the grader needs pytest: it is imported when a grading command runs, so that registering
+# these commands costs `python -m companion train` nothing
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +24,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("chapters", nargs="*", help="chapters to grade, e.g. ch03 ch04 (default: all)")
     g.add_argument("--impl", default="exercises", help="folder with the chNN_*.py files (default: exercises)")
     g.add_argument("--format", choices=("table", "json", "junit", "gradescope"), default="table")
-    g.add_argument("--timeout", type=float, default=None, help="seconds allowed per test (default 30)")
+    g.add_argument("--timeout", type=float, default=None, help=f"seconds allowed per test (default {TIME_LIMIT_S})")
     g.add_argument("--output", type=Path, help="write the report to this file (atomically) as well as printing the table")
     g.set_defaults(func=grade_command)
     a = subparsers.add_parser("assign", help="make a student bundle of chapters, without solutions")
@@ -32,6 +34,8 @@ def add_parser(subparsers) -> None:
 
 
 def grade_command(args) -> int:
+    from .grader import find_root, format_gradescope, format_json, format_table, junit_xml, run_tests, score
+
     root = find_root()
     if args.format == "junit":
         report, results = junit_xml(args.chapters, args.impl, root=root, timeout=args.timeout)
@@ -57,6 +61,9 @@ def grade_command(args) -> int:
 
 
 def assign_command(args) -> int:
+    from .bundle import make_bundle
+    from .grader import find_root
+
     written = make_bundle(args.chapters, args.out, find_root())
     print(f"wrote {len(written)} files to {args.out} (no solutions); grade with: "
           f"python -m companion grade --impl exercises (run inside {args.out})")

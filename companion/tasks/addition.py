@@ -12,6 +12,10 @@ while free-running generation fails, which is why evaluation here generates.)
 Problem space: every (op, a, b), 2 * 10**(2 * digits) problems for ops "+-" (20,000 for two
 digits); code = op_index * 10**(2d) + a * 10**d + b. base.py holds 10% of them out for test.
 
+``pad=True`` writes both operands with leading zeros to ``digits`` digits (``05+12=7``), so
+that each digit sits at the same position in every problem; with learned absolute
+positions the model then needs to learn each alignment once instead of once per length.
+
 ``reverse=True`` writes the answer's digits least significant first (``37+48=58``). That is
 the order in which carries are computed, and it makes the task easier for a left-to-right
 model; the default is the ordinary order.
@@ -29,12 +33,12 @@ class AdditionTask(ProblemTask):
     name = "addition"
 
     def __init__(self, seed: int = 0, digits: int = 2, ops: str = "+-", reverse: bool = False,
-                 max_eval: int = 5000):
+                 pad: bool = False, max_eval: int = 5000):
         if not isinstance(digits, int) or not 1 <= digits <= 9:
             raise ValueError(f"digits must be an integer from 1 to 9, got {digits!r}")
         if not isinstance(ops, str) or not ops or any(c not in OPERATIONS for c in ops) or len(set(ops)) != len(ops):
             raise ValueError(f"ops must be a non-empty string of distinct characters from {OPERATIONS!r}, got {ops!r}")
-        self.digits, self.ops, self.reverse = digits, ops, bool(reverse)
+        self.digits, self.ops, self.reverse, self.pad = digits, ops, bool(reverse), bool(pad)
         self.n = 10 ** digits  # operands are 0 .. n - 1
         self.tokenizer = CharTokenizer(list("0123456789+-="))
         super().__init__(seed, max_eval)
@@ -55,6 +59,8 @@ class AdditionTask(ProblemTask):
             answer = answer[::-1]
         if result < 0:
             answer = "-" + answer
+        if self.pad:  # fixed-width operands: every digit keeps its position in every problem
+            return f"{a:0{self.digits}d}{op}{b:0{self.digits}d}=", answer, op
         return f"{a}{op}{b}=", answer, op
 
     def encode_text(self, text: str) -> list[int]:
@@ -73,4 +79,4 @@ class AdditionTask(ProblemTask):
 
     def to_dict(self) -> dict:
         return {"name": self.name, "seed": self.seed, "digits": self.digits, "ops": self.ops,
-                "reverse": self.reverse, "max_eval": self.max_eval}
+                "reverse": self.reverse, "pad": self.pad, "max_eval": self.max_eval}

@@ -49,6 +49,9 @@ table.cvx-small td{border:none}
 """
 
 
+MAX_NUMBERS = 2_000_000  # about 12 MB of JSON: more would make a slow page
+
+
 def _colormap(n: int = 64) -> list[str]:
     """The heatmaps' matplotlib colormap as n hex colours, so both views colour weights alike."""
     from matplotlib import colormaps
@@ -83,6 +86,11 @@ class StaticExplorer:
         self.snapshot_labels = [f"step {s}" for s in labels] + ["final"]
         self.texts = texts
         ids = [encode_text(tokenizer, t, model.config.block_size, encode) for t in texts]
+        cfg = model.config
+        n_numbers = (len(snapshots) + 1) * cfg.n_layer * cfg.n_head * sum(len(i) ** 2 for i in ids)
+        if n_numbers > MAX_NUMBERS:  # every number goes into the page: keep pages light
+            raise ValueError(f"the explorer would embed {n_numbers:,} weights (> {MAX_NUMBERS:,}): "
+                             "use fewer snapshots, fewer or shorter texts")
         self.records: list[list[AttentionRecord]] = []
         for state in states:
             load_snapshot(copy, state)
@@ -102,7 +110,8 @@ class StaticExplorer:
     def to_html(self) -> str:
         """One <div> holding the data (JSON), the styles and the script: no external resources."""
         payload = json.dumps(self._data, separators=(",", ":"))
-        payload = payload.replace("</", "<\\/")  # a "</script>" inside a token must not end the block
+        # No "<" inside a <script>: a token spelling "</script>" or "<!--" must not end or upset the block.
+        payload = payload.replace("<", "\\u003c")
         key = hashlib.sha256(payload.encode()).hexdigest()[:12]  # same data, same HTML: builds are reproducible
         script = files("companion.viz").joinpath("static_explorer.js").read_text(encoding="utf-8")
         title = html.escape(", ".join(self.texts))

@@ -28,7 +28,7 @@
   // One head's (T, T) matrix as a table: row i = query token, column j = key token.
   function matrixTable(data, m, labels, query, big, onPick) {
     var t = el("table", { "class": big ? "cvx-matrix" : "cvx-matrix cvx-small" });
-    var size = big ? 18 : 7;
+    var size = big ? (m.length > 40 ? 8 : 18) : (m.length > 40 ? 3 : 7);  // long inputs: smaller cells
     if (big) {
       var head = el("tr");
       head.appendChild(el("th"));
