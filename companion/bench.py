@@ -1,13 +1,14 @@
 """The benchmark: how fast is a training step, and how far from the machine's limit?
 
-``python -m companion bench [--vs-torch] [--steps N] [--threads N] [--json]`` times a full
+``python -m companion bench [--vs-torch] [--steps N] [--threads N] [--preset NAME] [--json]`` times a full
 training step (forward, cross-entropy, backward, AdamW) of nanoGPT's CPU "baby" config (preset
 ``baby``: 4 layers, 4 heads, n_embd 128, block 64, vocab 65, batch 12) in float32, with the BLAS
 threads pinned (threadpoolctl; ``torch.set_num_threads`` for PyTorch, the same count).
 
 With ``--vs-torch`` the same architecture runs in PyTorch (``companion.torch_twin``) with the same
-initial weights and the same batches; the two steps alternate (companion, torch, companion, ...)
-after a few warm-up steps, so both see the same machine load.
+initial weights and the same batches; each step runs both, alternating which goes first, after a
+few untimed warm-up steps, so both see the same machine load. A busy machine (load average above
+the free cores) is reported with a warning: its timings are noise.
 
 FLOPs, counted analytically (matmuls only; norms, softmax, GELU, Adam are O(B T C), ignored):
 a matmul (m, k) @ (k, n) costs 2 m k n. Per layer, with B T tokens, width C, FFN width H:
@@ -29,16 +30,18 @@ memory right after the imports is reported.
 
 from __future__ import annotations
 
+import json
 import math
-import multiprocessing
 import os
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 
 import numpy as np
 
-from .config import ModelConfig, preset
+from .config import PRESETS, ModelConfig, preset
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .model import Transformer
 from .optim import AdamW
@@ -84,8 +87,9 @@ def sgemm_peak(threads: int, n: int = 1024, repeats: int = 7) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def bench_config(**overrides) -> ModelConfig:
-    return preset("baby", dtype="float32", **overrides)
+def bench_config(name: str = "baby", **overrides) -> ModelConfig:
+    """A preset in float32 (the bench's default: nanoGPT's baby config)."""
+    return preset(name, dtype="float32", **overrides)
 
 
 def _batches(config: ModelConfig, batch_size: int, n: int, rng: np.random.Generator):
@@ -185,7 +189,7 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     flops = flops_per_step(config, batch_size)
     tokens = batch_size * config.block_size
     result = {
-        "config": "baby" if config == bench_config() else config.to_dict(),
+        "config": next((n for n in PRESETS if config == bench_config(n)), None) or config.to_dict(),
         "batch_size": batch_size, "block_size": config.block_size, "dtype": config.dtype,
         "params": model.num_params(), "threads": threads, "steps": steps, "warmup": warmup,
         "flops_per_step": flops["total"], "sgemm_peak_gflops": sgemm,
@@ -204,11 +208,11 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
         # the same work: from the same weights and batches the losses agree to float32 rounding
         result["max_loss_diff"] = max(abs(a - b) for a, b in zip(losses["companion"], losses["torch"]))
     if memory:
-        rss = _rss_in_fresh_process("companion", threads, batch_size)
+        rss = _rss_in_fresh_process("companion", threads, batch_size, config)
         if rss:
             result["companion"].update(rss)
         if vs_torch:
-            rss = _rss_in_fresh_process("torch", threads, batch_size)
+            rss = _rss_in_fresh_process("torch", threads, batch_size, config)
             if rss:
                 result["torch"].update(rss)
     return result
@@ -254,7 +258,7 @@ def _read_status_kb(field: str) -> int | None:
     return None
 
 
-def _rss_child(framework: str, threads: int, batch_size: int, queue) -> None:
+def _rss_child(framework: str, threads: int, batch_size: int, config: dict) -> dict | None:
     """In a fresh process: import, note resident memory, build and run 3 steps, read the high-water mark."""
     from threadpoolctl import threadpool_limits
 
@@ -263,7 +267,7 @@ def _rss_child(framework: str, threads: int, batch_size: int, queue) -> None:
 
         torch.set_num_threads(threads)
     base_kb = _read_status_kb("VmRSS")
-    config = bench_config()
+    config = ModelConfig.from_dict(config)
     rng = np.random.default_rng(0)
     model = Transformer(config, rng)
     opt = AdamW(model.parameters(), model.gradients(), lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
@@ -278,22 +282,24 @@ def _rss_child(framework: str, threads: int, batch_size: int, queue) -> None:
             for i in range(3):
                 companion_step(model, opt, idx[i], targets[i])
     hwm_kb = _read_status_kb("VmHWM")
-    queue.put(None if base_kb is None or hwm_kb is None else {"rss_base_bytes": base_kb * 1024,
-                                                              "rss_peak_bytes": hwm_kb * 1024})
+    if base_kb is None or hwm_kb is None:
+        return None
+    return {"rss_base_bytes": base_kb * 1024, "rss_peak_bytes": hwm_kb * 1024}
 
 
-def _rss_in_fresh_process(framework: str, threads: int, batch_size: int) -> dict | None:
+# The child is a plain `python -c`; its arguments and its answer travel as JSON text (no pickle).
+CHILD = "import json, sys; from companion.bench import _rss_child; print(json.dumps(_rss_child(*json.loads(sys.argv[1]))))"
+
+
+def _rss_in_fresh_process(framework: str, threads: int, batch_size: int, config: ModelConfig) -> dict | None:
     if not os.path.exists("/proc/self/status"):
         return None  # not Linux: no VmHWM to read
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_rss_child, args=(framework, threads, batch_size, queue))
-    proc.start()
+    args = json.dumps([framework, threads, batch_size, config.to_dict()])
     try:
-        out = queue.get(timeout=300)
-    except Exception:  # noqa: BLE001 - a failed measurement is reported as missing, not fatal
-        out = None
-    proc.join(timeout=30)
+        run = subprocess.run([sys.executable, "-c", CHILD, args], capture_output=True, text=True, timeout=300)
+        out = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else None
+    except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError):
+        out = None  # a failed measurement is reported as missing, not fatal
     if out is not None:
         out["rss_growth_bytes"] = out["rss_peak_bytes"] - out["rss_base_bytes"]
     return out

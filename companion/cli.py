@@ -367,13 +367,14 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--batch-size", type=int, default=12, help="sequences per step (default 12, nanoGPT's)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="baby", help="model to time, in float32 (default baby)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     add_common(p, json_help="the last line printed is one JSON object of all measurements")
     p.set_defaults(func=bench_command)
 
 
 def bench_command(args) -> int:
-    from .bench import format_report, run_bench
+    from .bench import bench_config, format_report, run_bench
 
     if args.vs_torch:
         try:
@@ -381,7 +382,7 @@ def bench_command(args) -> int:
         except ImportError:
             raise UsageError("--vs-torch needs PyTorch (CPU): pip install torch==2.13.0") from None
     result = run_bench(steps=args.steps, warmup=args.warmup, threads=args.threads, vs_torch=args.vs_torch,
-                       batch_size=args.batch_size, memory=not args.no_memory)
+                       batch_size=args.batch_size, config=bench_config(args.preset), memory=not args.no_memory)
     print(format_report(result))
     if args.json:
         print(json.dumps(result))

@@ -91,15 +91,25 @@ class TrainConfig:
 
 # Per-task defaults, tuned on the 2-core machine (see tests/test_learning.py and the report).
 DEFAULT_TRAIN_CONFIGS = {
-    "listops": dict(steps=1500, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.01),
-    "addition": dict(steps=4000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=200, weight_decay=0.01),
+    "listops": dict(steps=1000, batch_size=64, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.01),
+    "addition": dict(steps=3000, batch_size=128, lr=1e-2, min_lr=1e-3, warmup_steps=200, weight_decay=0.01,
+                     eval_every=500, eval_size=1000),
+    # values 0-99: a 112-token vocabulary and 5 million problems need more steps and bigger batches
+    "listops-99": dict(steps=3000, batch_size=128, lr=5e-3, min_lr=5e-4, warmup_steps=100, weight_decay=0.01,
+                       eval_every=500, eval_size=1000),
     "text": dict(steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
                  eval_every=250, eval_size=50),
 }
 
 
-def default_train_config(task_name: str, **overrides) -> TrainConfig:
-    """The tuned defaults of a task, with any field overridden (unknown fields are named)."""
+def default_train_config(task, **overrides) -> TrainConfig:
+    """The tuned defaults of a task, with any field overridden (unknown fields are named).
+
+    ``task`` is a task's name or the task itself; a task object picks the settings of its
+    size (ListOps with values up to 99 gets "listops-99")."""
+    task_name = task if isinstance(task, str) else task.name
+    if task_name == "listops" and getattr(task, "max_value", 9) > 9:
+        task_name = "listops-99"
     if task_name not in DEFAULT_TRAIN_CONFIGS:
         raise ValueError(f"no default training config for task {task_name!r}; "
                          f"tasks are {sorted(DEFAULT_TRAIN_CONFIGS)}")

@@ -56,8 +56,10 @@ def test_sgemm_peak_is_a_rate():
 
 def test_run_bench_fields_small_config():
     cfg = preset("tiny", dtype="float32")
-    r = run_bench(steps=2, warmup=1, threads=1, config=cfg, batch_size=2, memory=False, sgemm_n=128)
+    r = run_bench(steps=2, warmup=1, threads=1, config=cfg, batch_size=2, memory=True, sgemm_n=128)
     c = r["companion"]
+    assert r["config"] == "tiny" and r["params"] == Transformer(cfg, np.random.default_rng(0)).num_params()
+    assert c["peak_step_alloc_bytes"] > 0 and c["rss_peak_bytes"] >= c["rss_base_bytes"] > 0  # measured, in a child
     for key in ("median_s", "p25_s", "p75_s", "min_s", "tokens_per_second", "gflops", "fraction_of_sgemm_peak"):
         assert np.isfinite(c[key]) and c[key] > 0, key
     assert r["flops_per_step"] == flops_per_step(cfg, 2)["total"]

@@ -42,17 +42,30 @@ def test_listops_vocabulary_and_lengths():
     assert (q, a) == ("Min ( 99 99 99 ) =", "99")
 
 
+def solve_addition(question: str, reverse: bool) -> str:
+    """An independent solver for 'a+b=' / 'a-b=' (operands may have leading zeros)."""
+    op = "+" if "+" in question else "-"
+    a, b = (int(x) for x in question.rstrip("=").split(op))
+    r = a + b if op == "+" else a - b
+    digits = str(abs(r))[::-1] if reverse else str(abs(r))
+    return ("-" if r < 0 else "") + digits
+
+
 def test_addition_answers_are_right():
-    task = make_task("addition", digits=2, ops="+-")
+    plain = make_task("addition", digits=2, ops="+-", pad=False, reverse=False)
+    for code in range(0, plain.space_size, 7):
+        question, answer, op = plain.problem(code)
+        a, b = question[:-1].split(op)
+        assert answer == solve_addition(question, reverse=False)
+        assert a == str(int(a)) and b == str(int(b))  # no leading zeros
+    task = make_task("addition")  # the defaults: zero-padded operands, answer digits reversed
     for code in range(0, task.space_size, 7):
         question, answer, op = task.problem(code)
-        a, b = question[:-1].split(op)
-        assert int(answer) == (int(a) + int(b) if op == "+" else int(a) - int(b))
-        assert a == str(int(a)) and b == str(int(b))  # no leading zeros
-    rev = make_task("addition", reverse=True)
+        assert len(question) == 6 and answer == solve_addition(question, reverse=True)
     code = 1 * 100 * 100 + 5 * 100 + 12  # 5-12
-    assert rev.problem(code) == ("5-12=", "-7", "-")
-    assert rev.problem(37 * 100 + 48) == ("37+48=", "58", "+")  # 85 written backwards
+    assert task.problem(code) == ("05-12=", "-7", "-") and plain.problem(code) == ("5-12=", "-7", "-")
+    assert task.problem(37 * 100 + 48) == ("37+48=", "58", "+")  # 85, written backwards
+    assert task.problem(99 * 100 + 99) == ("99+99=", "891", "+")
 
 
 @pytest.mark.parametrize("name, options", [("listops", {}), ("addition", {}), ("addition", dict(digits=1))])
@@ -102,7 +115,7 @@ def test_batch_masks_cover_exactly_the_answer(name):
         # the sequence is <bos> question answer <eos>: question + answer are the real inputs + last target
         full = task.decode(list(real[1:]) + [batch.targets[i][batch.pad_mask[i]][-1]])
         q = full[: len(full) - len(answer)].strip()
-        expected = solve_listops(q) if name == "listops" else str(eval(q[:-1]))
+        expected = solve_listops(q) if name == "listops" else solve_addition(q, task.reverse)
         assert answer.strip() == expected, (question, answer)
         # inputs are the targets shifted by one; padding is never scored
         n = int(batch.pad_mask[i].sum())

@@ -1,24 +1,30 @@
 """Addition and subtraction (seeds 000 and 001): ``a+b=`` and ``a-b=``, answered digit by digit.
 
-    37+48=85        5-12=-7        99+99=198
+    37+48=58        05-12=-7        99+99=891        (the defaults: pad=True, reverse=True)
 
-Operands have up to ``digits`` digits (0 .. 10**digits - 1) and are written as usual, with
-no leading zeros; an answer can be negative. Tokens are characters ("0"-"9", "+", "-",
-"="), so the model must *generate* a multi-token answer, one digit at a time, and is
-scored by exact match: every digit right and then ``<eos>``. (Seed 000's decoder printed
-"1" for every input: an answer checked token by token with teacher forcing can look fine
-while free-running generation fails, which is why evaluation here generates.)
+Operands have up to ``digits`` digits (0 .. 10**digits - 1); an answer can be negative.
+Tokens are characters ("0"-"9", "+", "-", "="), so the model must *generate* a multi-token
+answer, one digit at a time, and is scored by exact match: every digit right and then
+``<eos>``. (Seed 000's decoder printed "1" for every input: an answer checked token by
+token with teacher forcing can look fine while free-running generation fails, which is
+why evaluation here generates.)
+
+Two choices of format make the task far easier for a small model (Lee et al. 2023,
+"Teaching Arithmetic to Small Transformers"), and both are on by default:
+
+- ``pad=True`` writes both operands with leading zeros to ``digits`` digits (``05-12=``),
+  so each digit sits at the same position in every problem: with learned absolute
+  positions, the model learns each alignment once instead of once per operand length.
+- ``reverse=True`` writes the answer's digits least significant first (37+48=85 is
+  written ``37+48=58``; a minus sign stays in front: ``05-12=-7``). That is the order in
+  which a person computes the digits: each needs only the carry (or borrow) of the digit
+  before it, which the model has just written. In the usual order the very first digit
+  already depends on every carry.
+
+``pad=False, reverse=False`` gives the plain ``5-12=-7``; it is learned too, only slower.
 
 Problem space: every (op, a, b), 2 * 10**(2 * digits) problems for ops "+-" (20,000 for two
 digits); code = op_index * 10**(2d) + a * 10**d + b. base.py holds 10% of them out for test.
-
-``pad=True`` writes both operands with leading zeros to ``digits`` digits (``05+12=7``), so
-that each digit sits at the same position in every problem; with learned absolute
-positions the model then needs to learn each alignment once instead of once per length.
-
-``reverse=True`` writes the answer's digits least significant first (``37+48=58``). That is
-the order in which carries are computed, and it makes the task easier for a left-to-right
-model; the default is the ordinary order.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ OPERATIONS = "+-"
 class AdditionTask(ProblemTask):
     name = "addition"
 
-    def __init__(self, seed: int = 0, digits: int = 2, ops: str = "+-", reverse: bool = False,
-                 pad: bool = False, max_eval: int = 5000):
+    def __init__(self, seed: int = 0, digits: int = 2, ops: str = "+-", reverse: bool = True,
+                 pad: bool = True, max_eval: int = 5000):
         if not isinstance(digits, int) or not 1 <= digits <= 9:
             raise ValueError(f"digits must be an integer from 1 to 9, got {digits!r}")
         if not isinstance(ops, str) or not ops or any(c not in OPERATIONS for c in ops) or len(set(ops)) != len(ops):

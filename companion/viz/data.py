@@ -105,7 +105,8 @@ def check_snapshots(model, snapshots: Sequence[Mapping[str, np.ndarray]]) -> Non
             raise ValueError(f"snapshot {n} does not match the model: missing {missing[:3]}, unexpected {extra[:3]}")
         for name, p in params.items():
             if tuple(np.shape(snap[name])) != tuple(p.shape):
-                raise ValueError(f"snapshot {n}: {name} has shape {tuple(np.shape(snap[name]))}, the model has {tuple(p.shape)}")
+                raise ValueError(f"snapshot {n}: {name} has shape {tuple(np.shape(snap[name]))}, "
+                                 f"the model has {tuple(p.shape)}")
 
 
 def load_snapshot(model, snapshot: Mapping[str, np.ndarray]) -> None:

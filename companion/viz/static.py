@@ -125,5 +125,6 @@ class StaticExplorer:
 
     def save(self, path) -> None:
         """A standalone HTML page with the explorer, written atomically."""
-        page = f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>attention</title></head><body>{self.to_html()}</body></html>'
+        page = ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>attention</title></head>'
+                f"<body>{self.to_html()}</body></html>")
         atomic_write(path, lambda f: f.write(page.encode("utf-8")))

@@ -80,7 +80,9 @@
 
     function fillQueries() {
       querySel.input.innerHTML = "";
-      labels().forEach(function (lab, i) { querySel.input.appendChild(el("option", { value: String(i) }, i + ": " + lab)); });
+      labels().forEach(function (lab, i) {
+        querySel.input.appendChild(el("option", { value: String(i) }, i + ": " + lab));
+      });
       state.query = labels().length - 1;
       querySel.input.value = String(state.query);
     }

@@ -83,7 +83,8 @@ def test_picking_a_query_lists_what_it_attends_to(page_and_explorer):
     page.select_option("select[data-control=input]", "0")
     page.select_option("select[data-control=head]", "0")
     page.select_option("select[data-control=layer]", "0")
-    page.locator("input[data-control=snapshot]").evaluate("s => { s.value = s.max; s.dispatchEvent(new Event('input')); }")
+    page.locator("input[data-control=snapshot]").evaluate(
+        "s => { s.value = s.max; s.dispatchEvent(new Event('input')); }")
     page.locator(".cvx-view th.cvx-row").nth(4).click()  # query token 4, by clicking its row label
     details = page.locator("[data-role=details]").inner_text()
     rec = ex.records[-1][0]
