@@ -38,6 +38,7 @@ SUBCOMMAND_MODULES = ("companion.grading.cli",)
 TASK_PRESETS = {"listops": "listops", "addition": "listops", "text": "baby"}
 # Options of each task, and which task each belongs to (a flag for another task is an error).
 TASK_FLAGS = {"n_args": "listops", "max_value": "listops", "digits": "addition", "ops": "addition",
+              "pad": "addition", "reverse": "addition",
               "corpus": "text", "tokenizer": "text", "bpe_vocab_size": "text", "max_chars": "text"}
 
 MODEL_HELP = {
@@ -144,6 +145,10 @@ def add_train_parser(subparsers) -> None:
     t.add_argument("--max-value", type=int, help="listops: numbers go from 0 to this (default 9)")
     t.add_argument("--digits", type=int, help="addition: most digits per operand (default 2)")
     t.add_argument("--ops", help="addition: which of + and - to ask (default '+-')")
+    t.add_argument("--pad", action=argparse.BooleanOptionalAction, default=None,
+                   help="addition: write operands with leading zeros, 05-12= (default on)")
+    t.add_argument("--reverse", action=argparse.BooleanOptionalAction, default=None,
+                   help="addition: answer digits least significant first, 37+48=58 (default on)")
     t.add_argument("--corpus", metavar="PATH", help="text: a UTF-8 text file (default: Shakespeare's plays)")
     t.add_argument("--tokenizer", choices=("char", "bpe"), help="text: characters or byte-pair merges (default char)")
     t.add_argument("--bpe-vocab-size", type=int, help="text: vocabulary size BPE trains up to (default 512)")
@@ -190,7 +195,7 @@ def train_command(args) -> int:
         raise UsageError("--resume continues the checkpoint in --out DIR: give --out")
     task = build_task(args)
     config = build_config(args, task)
-    cfg = default_train_config(task.name, **given(args, TrainConfig))
+    cfg = default_train_config(task, **given(args, TrainConfig))
     rng = np.random.default_rng(args.seed)
     model, optimizer, start, history = Transformer(config, rng), None, 0, None
     if args.resume:

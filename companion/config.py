@@ -100,8 +100,10 @@ def default_ffn_hidden(n_embd: int, ffn: str) -> int:
 
 
 PRESETS = {
-    # seed 003's listops transformer: 2 layers, n_embd 64, 4 heads, FFN 256 (about 104k parameters)
-    "listops": dict(family="gpt", vocab_size=20, block_size=50, n_layer=2, n_head=4, n_embd=64, ffn_hidden=256),
+    # seed 003's listops transformer: 2 layers, n_embd 64, 4 heads, FFN 256 (about 104k parameters);
+    # tied head: it made the worst of seeds 0-4 reach 99.8% rather than 99.6%
+    "listops": dict(family="gpt", vocab_size=20, block_size=50, n_layer=2, n_head=4, n_embd=64, ffn_hidden=256,
+                    tie_weights=True),
     # seed 004's LLaMA-style model (about 2.3M parameters with a 512-token BPE vocabulary)
     "llama-2m": dict(family="llama", vocab_size=512, block_size=128, n_layer=5, n_head=6, n_embd=192, ffn_hidden=512),
     # nanoGPT's CPU "baby" shakespeare_char config
