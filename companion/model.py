@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import Array, dtype_of, xp
+from .backend import Array, dtype_of
 from .block import Block
 from .config import ModelConfig
 from .embedding import Embedding, check_token_ids

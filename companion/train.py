@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import xp
+from .config import from_dict_checked
 from .evaluate import check_fits, evaluate
 from .history import History
 from .loss import cross_entropy_backward, cross_entropy_forward
@@ -79,11 +80,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known fields are {sorted(known)}")
-        return cls(**d)
+        return from_dict_checked(cls, d)
 
     def replace(self, **changes) -> "TrainConfig":
         return TrainConfig.from_dict({**self.to_dict(), **changes})
@@ -120,7 +117,7 @@ def diverged(what: str, value: float, step: int, cfg: TrainConfig) -> FloatingPo
     return FloatingPointError(
         f"{what} is {value} at step {step}: training diverged. Try a lower learning rate "
         f"(lr={cfg.lr:g} now, e.g. lr={cfg.lr / 3:.2g})"
-        + (f" or gradient clipping (grad_clip=1.0)" if cfg.grad_clip is None else
+        + (" or gradient clipping (grad_clip=1.0)" if cfg.grad_clip is None else
            f" or tighter gradient clipping (grad_clip={cfg.grad_clip:g} now)"))
 
 
