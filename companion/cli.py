@@ -28,17 +28,12 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .cli_flags import MODEL_HELP, TRAIN_HELP, Parser, UsageError, _flag, add_common, add_dataclass_flags, given
-from .config import PRESETS, ModelConfig, preset
+from .cli_flags import (MODEL_HELP, TRAIN_HELP, Parser, UsageError, add_common, add_dataclass_flags, build_config,
+                        build_task, given)
+from .config import PRESETS, ModelConfig
 
 # Modules that may be missing (written later, or left out of a trimmed install).
 SUBCOMMAND_MODULES = ("companion.grading.cli",)
-# The model a task trains when no --preset is given.
-TASK_PRESETS = {"listops": "listops", "addition": "listops", "text": "baby"}
-# Options of each task, and which task each belongs to (a flag for another task is an error).
-TASK_FLAGS = {"n_args": "listops", "max_value": "listops", "digits": "addition", "ops": "addition",
-              "pad": "addition", "reverse": "addition",
-              "corpus": "text", "tokenizer": "text", "bpe_vocab_size": "text", "max_chars": "text"}
 
 
 # --------------------------------------------------------------------------------------------- train
@@ -75,31 +70,6 @@ def add_train_parser(subparsers) -> None:
     add_dataclass_flags(m, ModelConfig, MODEL_HELP)
     add_dataclass_flags(p.add_argument_group("training (TrainConfig)"), TrainConfig, TRAIN_HELP)
     p.set_defaults(func=train_command)
-
-
-def build_task(args):
-    from .tasks import make_task
-
-    options = {}
-    for name, owner in TASK_FLAGS.items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if owner != args.task:
-            raise UsageError(f"{_flag(name)} is an option of --task {owner}, not of --task {args.task}")
-        options["vocab_size" if name == "bpe_vocab_size" else name] = value
-    if args.task == "text":
-        options["block_size"] = getattr(args, "block_size", None) or PRESETS[args.preset or TASK_PRESETS["text"]]["block_size"]
-    return make_task(args.task, seed=args.seed, **options)
-
-
-def build_config(args, task) -> ModelConfig:
-    overrides = given(args, ModelConfig)
-    for name, need in (("vocab_size", task.vocab_size), ("block_size", task.block_size)):
-        if name in overrides and overrides[name] < need:
-            raise UsageError(f"{_flag(name)} {overrides[name]} is too small: the {task.name} task needs {need}")
-        overrides.setdefault(name, need)
-    return preset(args.preset or TASK_PRESETS[task.name], **overrides)
 
 
 def train_command(args) -> int:

@@ -1,4 +1,5 @@
-"""Command-line flags generated from the config dataclasses, and the CLI's one-line errors.
+"""Command-line flags generated from the config dataclasses, the task and model they build,
+and the CLI's one-line errors.
 
 Every ModelConfig and TrainConfig field becomes a flag (``n_layer`` -> ``--n-layer``), typed from
 its annotation: a bool gets ``--x/--no-x``, a tuple takes several values, a ``T | None`` field
@@ -12,7 +13,7 @@ import argparse
 import dataclasses
 import typing
 
-from .config import CHOICES, ModelConfig
+from .config import CHOICES, PRESETS, ModelConfig, preset
 
 MODEL_HELP = {
     "vocab_size": "number of distinct tokens (default: the task's vocabulary)",
@@ -95,3 +96,36 @@ def given(args, cls) -> dict:
 def add_common(p, json_help="the last line printed is one JSON object of the final metrics"):
     p.add_argument("--threads", type=int, default=None, help="BLAS threads (pinned with threadpoolctl; default: all cores)")
     p.add_argument("--json", action="store_true", help=json_help)
+
+
+# The model a task trains when no --preset is given.
+TASK_PRESETS = {"listops": "listops", "addition": "listops", "text": "baby"}
+# Options of each task, and which task each belongs to (a flag for another task is an error).
+TASK_FLAGS = {"n_args": "listops", "max_value": "listops", "digits": "addition", "ops": "addition",
+              "pad": "addition", "reverse": "addition",
+              "corpus": "text", "tokenizer": "text", "bpe_vocab_size": "text", "max_chars": "text"}
+
+
+def build_task(args):
+    from .tasks import make_task
+
+    options = {}
+    for name, owner in TASK_FLAGS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if owner != args.task:
+            raise UsageError(f"{_flag(name)} is an option of --task {owner}, not of --task {args.task}")
+        options["vocab_size" if name == "bpe_vocab_size" else name] = value
+    if args.task == "text":
+        options["block_size"] = getattr(args, "block_size", None) or PRESETS[args.preset or TASK_PRESETS["text"]]["block_size"]
+    return make_task(args.task, seed=args.seed, **options)
+
+
+def build_config(args, task) -> ModelConfig:
+    overrides = given(args, ModelConfig)
+    for name, need in (("vocab_size", task.vocab_size), ("block_size", task.block_size)):
+        if name in overrides and overrides[name] < need:
+            raise UsageError(f"{_flag(name)} {overrides[name]} is too small: the {task.name} task needs {need}")
+        overrides.setdefault(name, need)
+    return preset(args.preset or TASK_PRESETS[task.name], **overrides)
