@@ -31,12 +31,9 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,16 +41,15 @@ import numpy as np
 
 from .backend import asarray, to_numpy
 from .config import ModelConfig
-from .io import atomic_write, read_json, write_json
+from .checkpoint_files import (FILE_NAME, CheckpointError, json_bytes, read_npz, verify_files,
+                               write_data)
+from .io import read_json, write_json
 from .model import Transformer
 from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "companion-checkpoint"
 VERSION = 1
 MANIFEST_FILE = "checkpoint.json"
-ROLES = {"state": ".npz", "tokenizer": ".json", "history": ".json"}  # data files, by role
-FILE_NAME = re.compile(r"^(state|tokenizer|history)-[0-9a-f]{16}\.(npz|json)$")  # never a path elsewhere
-
 # The optimizers a checkpoint can rebuild, and the hyperparameters each one needs.
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
 OPTIMIZER_FIELDS = {
@@ -65,10 +61,6 @@ OPTIMIZER_FIELDS = {
 # up here, never with getattr on a module, so a file cannot name an arbitrary class.
 BIT_GENERATORS = {"PCG64": np.random.PCG64, "PCG64DXSM": np.random.PCG64DXSM, "Philox": np.random.Philox,
                   "SFC64": np.random.SFC64, "MT19937": np.random.MT19937}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated, tampered with, or does not fit its config."""
 
 
 @dataclass
@@ -124,11 +116,11 @@ def save_checkpoint(path, model: Transformer, optimizer: Optimizer | None = None
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    files = {"state": _write_data(path, "state", buf.getvalue())}
+    files = {"state": write_data(path, "state", buf.getvalue())}
     if tokenizer is not None:
-        files["tokenizer"] = _write_data(path, "tokenizer", _json_bytes(_as_dict(tokenizer, "tokenizer")))
+        files["tokenizer"] = write_data(path, "tokenizer", json_bytes(_as_dict(tokenizer, "tokenizer")))
     if history is not None:
-        files["history"] = _write_data(path, "history", _json_bytes(_as_dict(history, "history")))
+        files["history"] = write_data(path, "history", json_bytes(_as_dict(history, "history")))
 
     manifest = {
         "format": FORMAT,
@@ -170,23 +162,6 @@ def _json_scalar(x):
     raise TypeError(f"{type(x).__name__} is not JSON-serializable")
 
 
-def _json_bytes(obj: dict) -> bytes:
-    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
-
-
-def _write_data(folder: Path, role: str, data: bytes) -> dict:
-    """Write ``data`` atomically under a name made from its checksum; -> its manifest entry."""
-    digest = hashlib.sha256(data).hexdigest()
-    name = f"{role}-{digest[:16]}{ROLES[role]}"
-    if not (folder / name).exists() or _sha256(folder / name) != digest:
-        atomic_write(folder / name, lambda f: f.write(data))
-    return {"name": name, "sha256": digest}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------
 # loading
 
@@ -212,13 +187,13 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
     for key in ("config", "step", "files"):
         if key not in manifest:
             raise CheckpointError(f"checkpoint manifest is missing the field {key!r}")
-    files = _verify_files(path, manifest["files"])
+    files = verify_files(path, manifest["files"])
 
     try:
         config = ModelConfig.from_dict(manifest["config"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint config is invalid: {err}") from err
-    arrays = _read_npz(files["state"])
+    arrays = read_npz(files["state"])
 
     # A throwaway generator builds the model; every weight is then overwritten from the file.
     model = Transformer(config, np.random.default_rng(0))
@@ -248,37 +223,6 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
     return Checkpoint(path=path, config=config, model=model, optimizer=optimizer, step=step, rng=rng,
                       tokenizer=tokenizer, task=manifest.get("task"), train_config=manifest.get("train_config"),
                       history=history, extra=manifest.get("extra"))
-
-
-def _verify_files(path: Path, recorded) -> dict[str, Path]:
-    """Check the manifest's file list and every file's checksum; -> role: path."""
-    if not isinstance(recorded, dict) or "state" not in recorded:
-        raise CheckpointError("checkpoint manifest names no state file (the weights)")
-    found = {}
-    for role, entry in recorded.items():
-        if role not in ROLES or not isinstance(entry, dict) or set(entry) != {"name", "sha256"}:
-            raise CheckpointError(f"checkpoint manifest has an invalid file entry {role!r}: {entry!r}")
-        if not isinstance(entry["name"], str) or not FILE_NAME.match(entry["name"]):
-            raise CheckpointError(f"checkpoint manifest names an unexpected file {entry['name']!r}")
-        file = path / entry["name"]
-        if not file.exists():
-            raise CheckpointError(f"checkpoint file {file} is missing")
-        if _sha256(file) != entry["sha256"]:
-            raise CheckpointError(f"checksum mismatch for {file}: the file was truncated or edited after saving")
-        found[role] = file
-    return found
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:  # never unpickle: a file cannot run code
-            return {k: npz[k] for k in npz.files}
-    except ValueError as err:
-        if "pickle" in str(err):
-            raise CheckpointError(f"{path} holds object arrays (pickled data), refused") from err
-        raise CheckpointError(f"{path} is not a readable .npz file: {err}") from err
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
-        raise CheckpointError(f"{path} is not a readable .npz file (truncated?): {err}") from err
 
 
 def _load_params(model: Transformer, arrays: dict) -> None:
@@ -349,10 +293,8 @@ def _build_optimizer(model: Transformer, meta: dict, flat: dict[str, np.ndarray]
 
 
 def _load_tokenizer(path: Path):
-    try:
-        from .tokenizers import tokenizer_from_dict
-    except ImportError:  # the tokenizers package is optional for a bare model checkpoint
-        return None
+    from .tokenizers import tokenizer_from_dict
+
     d = read_json(path, what="tokenizer")
     try:
         return tokenizer_from_dict(d)
@@ -361,10 +303,8 @@ def _load_tokenizer(path: Path):
 
 
 def _load_history(d: dict):
-    try:
-        from .history import History
-    except ImportError:  # a trimmed install without the training loop: the plain dict
-        return d
+    from .history import History
+
     try:
         return History.from_dict(d)
     except (TypeError, ValueError) as err:
