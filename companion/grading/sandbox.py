@@ -1,0 +1,439 @@
+"""The trusted side of grading: start workers, send them calls, enforce the limits, judge replies.
+
+A ``Grading`` lives for one pytest session. Every graded call ``impl.f(...)`` of exercise 3.2
+goes to the worker of (the learner's file, "3.2"): a fresh process (worker.py), started in its
+own session and process group, with CPU-time, memory and file-size limits. It imports the
+learner's file and runs the calls of that exercise's tests; the next exercise gets a new one.
+
+The parent enforces, per exercise, a wall-clock budget over all its calls (``time_limit`` s):
+when it runs out, the worker's whole process group is killed (SIGKILL: nothing can ignore it,
+and children left behind die with it) and the exercise's remaining tests fail at once with the
+same message, so a learner's infinite loop costs one budget, not one per test. A file that
+cannot be imported (an exception, ``sys.exit``, ``os._exit``, a loop at import) fails every
+exercise of that file with what happened, and costs one import.
+
+What the parent believes of a worker: nothing but the bytes of its replies, decoded by codec.py
+(no pickle, sizes checked). A worker that exits, is killed, sends garbage or nothing at all
+fails the test that was running with a message that says which; the verdict on a value is
+always the test's own comparison, made here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import codec
+
+DEFAULT_TIME_LIMIT_S = 8.0  # per exercise, all its tests together: ~29 exercises x 8 s < 5 minutes
+DEFAULT_MEMORY_MB = 2048
+FILE_LIMIT_BYTES = 64 * 2**20
+START_LIMIT_S = 60.0  # a worker that cannot even start is the grader's problem, not the learner's
+POSIX = os.name == "posix"
+
+BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
+        "from companion.grading.worker import main; main()")
+
+
+class Verdict(Exception):
+    """A graded call failed; the message is for the learner."""
+
+
+class GraderFault(Exception):
+    """The grader itself could not do its job (not the learner's doing)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+    @classmethod
+    def from_env(cls, time_limit_s: float | None = None, memory_mb: int | None = None) -> "Limits":
+        env_t, env_m = os.environ.get("COMPANION_GRADE_TIME_LIMIT"), os.environ.get("COMPANION_GRADE_MEMORY_MB")
+        return cls(float(time_limit_s or env_t or DEFAULT_TIME_LIMIT_S), int(memory_mb or env_m or DEFAULT_MEMORY_MB))
+
+
+def unguaranteed() -> list[str]:
+    """The guarantees this OS cannot give (printed by the grader)."""
+    if POSIX:
+        return []
+    return ["no CPU-time, memory or file-size limits on a learner's code (POSIX resource limits are missing)",
+            "a learner's child processes are not killed with its worker (no process groups)"]
+
+
+def _signal_name(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
+
+
+class Worker:
+    """One worker process, seen from the parent."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.tmp = tempfile.mkdtemp(prefix="companion-grade-")
+        cmd_r, cmd_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding this companion package
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "COMPANION_WORKER_CPU_S": str(limits.time_limit_s + 5),
+               "COMPANION_WORKER_MEMORY_BYTES": str(limits.memory_mb * 2**20),
+               "COMPANION_WORKER_FILE_BYTES": str(FILE_LIMIT_BYTES)}
+        debug = os.environ.get("COMPANION_GRADE_DEBUG") == "1"
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-E", "-s", "-c", BOOT, root, str(cmd_r), str(reply_w)], pass_fds=(cmd_r, reply_w),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None if debug else subprocess.DEVNULL,
+                cwd=self.tmp, env=env, start_new_session=POSIX)
+        finally:
+            os.close(cmd_r)
+            os.close(reply_w)
+        self.cmd_fd = cmd_w
+        os.set_blocking(self.cmd_fd, False)
+        self.reader = codec.FrameReader(reply_r)
+        self.ready = False
+        self.killed_by_us = False
+        self.closed = False
+
+    def send(self, header: dict, blobs: list[bytes], deadline: float) -> None:
+        data = memoryview(codec.pack(header, blobs))
+        import select
+
+        while data:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise codec.Timeout()
+            _, ready, _ = select.select([], [self.cmd_fd], [], min(left, 1.0))
+            if not ready:
+                continue
+            try:
+                n = os.write(self.cmd_fd, data)
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, OSError):
+                raise codec.Closed() from None
+            data = data[n:]
+
+    def wait_ready(self) -> None:
+        try:
+            header, _ = self.reader.read(time.monotonic() + START_LIMIT_S)
+        except (codec.Timeout, codec.Closed, codec.CodecError) as err:
+            self.kill()
+            raise GraderFault(f"a grading worker did not start ({type(err).__name__}; exit status "
+                              f"{self.proc.returncode})") from None
+        if header.get("op") != "ready":
+            self.kill()
+            raise GraderFault("a grading worker started wrongly")
+        self.ready = True
+
+    def kill(self) -> None:
+        """Kill the worker's whole process group, and reap it."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.proc.poll() is None:
+            self.killed_by_us = True
+        try:
+            if POSIX:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:  # pragma: no cover - no process groups
+                self.proc.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        for fd in (self.cmd_fd, self.reader.fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        reap_orphans()
+        _rmtree(self.tmp)
+
+    def how_it_ended(self) -> str:
+        """After the pipe closed: 'exited with status 3', 'was killed by signal SIGSEGV', ..."""
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        if code is None:
+            return "stopped answering"
+        if code >= 0:
+            return f"exited with status {code}"
+        name = _signal_name(-code)
+        if -code == getattr(signal, "SIGXCPU", -1):
+            return f"was killed by signal {name} (the CPU-time limit of {self.limits.time_limit_s + 5:g} s)"
+        if -code == getattr(signal, "SIGXFSZ", -1):
+            return f"was killed by signal {name} (it wrote a file larger than {FILE_LIMIT_BYTES // 2**20} MiB)"
+        return f"was killed by signal {name}"
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ orphans (Linux)
+
+_SUBREAPER = False
+
+
+def become_subreaper() -> bool:
+    """Linux: let orphans of our workers (a learner's setsid'd child) be re-parented to this
+    process, so that ``reap_orphans`` can find and kill them. Only the grader command does this."""
+    global _SUBREAPER
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        _SUBREAPER = libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        _SUBREAPER = False
+    return _SUBREAPER
+
+
+def reap_orphans() -> int:
+    """Kill processes re-parented to us that we never started (left behind by a worker)."""
+    if not _SUBREAPER:
+        return 0
+    me, killed = os.getpid(), 0
+    known = {p.pid for p in _LIVE_WORKERS}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in known:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                os.waitpid(int(entry), 0)
+                killed += 1
+            except (ProcessLookupError, ChildProcessError, PermissionError):
+                pass
+    return killed
+
+
+_LIVE_WORKERS: set = set()
+
+
+# ------------------------------------------------------------------ the session
+
+
+class Grading:
+    """Workers and budgets for one grading run over a folder of learner files."""
+
+    def __init__(self, limits: Limits | None = None):
+        self.limits = limits or Limits.from_env()
+        self.current: tuple | None = None  # (key, Worker)
+        self.spare: Worker | None = None
+        self.spent: dict[tuple, float] = {}
+        self.dead: dict[tuple, str] = {}  # exercise key -> why its remaining tests fail at once
+        self.bad_files: dict[str, str] = {}
+        self.faults: list[str] = []
+
+    # workers -----------------------------------------------------------------
+
+    def _spawn(self) -> Worker:
+        w = Worker(self.limits)
+        _LIVE_WORKERS.add(w.proc)
+        return w
+
+    def _retire(self, w: Worker) -> None:
+        w.kill()
+        _LIVE_WORKERS.discard(w.proc)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self._retire(self.current[1])
+            self.current = None
+        if self.spare is not None:
+            self._retire(self.spare)
+            self.spare = None
+
+    def _worker_for(self, key: tuple, path: str, exercise: str) -> Worker:
+        if self.current is not None and self.current[0] == key:
+            return self.current[1]
+        if self.current is not None:
+            self._retire(self.current[1])
+            self.current = None
+        w, self.spare = (self.spare or self._spawn()), None
+        try:
+            w.wait_ready()
+        except GraderFault as err:
+            _LIVE_WORKERS.discard(w.proc)
+            self.faults.append(str(err))
+            raise
+        self.spare = self._spawn()  # starts (imports NumPy) while this exercise runs
+        try:
+            reply = self._exchange(w, key, {"op": "load", "path": path, "exercise": exercise}, [], {})
+        except Verdict as err:
+            self.bad_files[path] = f"{err}"
+            raise
+        if reply[0].get("op") == "import_error":
+            self._retire(w)
+            self.bad_files[path] = str(reply[0].get("message", "your file could not be imported"))[:2000]
+            raise Verdict(self.bad_files[path])
+        if reply[0].get("op") != "loaded":
+            self._retire(w)
+            self.bad_files[path] = "malformed reply from your file's worker while it was imported"
+            raise Verdict(self.bad_files[path])
+        self.current = (key, w)
+        return w
+
+    def _exchange(self, w: Worker, key: tuple, header: dict, blobs: list[bytes], originals: dict,
+                  what: str = "your file, while it was imported") -> tuple[dict, list[bytes]]:
+        """Send one message and wait for its final reply, serving callbacks; charge the time."""
+        budget = self.limits.time_limit_s - self.spent.get(key, 0.0)
+        start = time.monotonic()
+        deadline = start + budget
+        done = False
+        try:
+            w.send(header, blobs, deadline)
+            while True:
+                reply, reply_blobs = w.reader.read(deadline)
+                if reply.get("op") != "callback":
+                    done = True
+                    return reply, reply_blobs
+                self._serve_callback(w, reply, reply_blobs, originals, deadline)
+        except codec.Timeout:
+            self._retire(w)
+            self.current = None
+            message = (f"time limit: {what} ran past the {self.limits.time_limit_s:g} s this exercise may use "
+                       f"(an infinite loop, or much too slow?); the worker was stopped")
+            self.dead[key] = message + " (in an earlier test of this exercise)"
+            raise Verdict(message) from None
+        except codec.Closed:
+            ended = w.how_it_ended()
+            self._retire(w)
+            self.current = None
+            raise Verdict(self._ended_message(what, ended)) from None
+        except codec.CodecError as err:
+            self._retire(w)
+            self.current = None
+            raise Verdict(f"malformed result: {what} sent a reply the grader cannot read ({err})") from None
+        finally:
+            self.spent[key] = self.spent.get(key, 0.0) + time.monotonic() - start
+            if not done and not w.closed:  # interrupted here (Ctrl-C, pytest-timeout): never reuse it
+                self._retire(w)
+                if self.current is not None and self.current[1] is w:
+                    self.current = None
+
+    def _ended_message(self, what: str, ended: str) -> str:
+        if "SIGKILL" in ended:
+            return (f"{what}: its process {ended} (the memory limit of {self.limits.memory_mb} MiB, or your code "
+                    f"killed its own process group)")
+        if ended.startswith("exited"):
+            return f"{what}: its process {ended} (a function must return, not end the process)"
+        return f"{what}: its process {ended}"
+
+    def _serve_callback(self, w: Worker, reply: dict, blobs: list[bytes], originals: dict, deadline: float) -> None:
+        decoder = codec.Decoder(blobs, originals=originals, callback=_original_callable(originals))
+        state = reply.get("state")
+        if not isinstance(state, list) or len(state) != 2:
+            raise codec.CodecError("a callback without the arguments' state")
+        decoder.dec(state[0])
+        decoder.dec(state[1])
+        args, kwargs = decoder.dec(reply.get("args")), decoder.dec(reply.get("kwargs"))
+        fn = originals.get(reply.get("r"))
+        if not callable(fn) or type(args) is not list or type(kwargs) is not dict \
+                or not all(isinstance(k, str) for k in kwargs):
+            raise codec.CodecError("a callback to something that is not a function of the test")
+        try:
+            value = fn(*args, **kwargs)
+            enc = codec.Encoder()
+            w.send({"op": "callback_result", "value": enc.enc(value)}, enc.blobs, deadline)
+        except (codec.Timeout, codec.Closed):
+            raise
+        except Exception as err:  # noqa: BLE001 - the test's function failed on what it was given
+            w.send({"op": "callback_error", "message": f"{type(err).__name__}: {err}"[:500]}, [], deadline)
+
+    # calls -------------------------------------------------------------------
+
+    def call(self, path: str, exercise: str, name: str, args: tuple, kwargs: dict):
+        """Run ``name(*args, **kwargs)`` from the learner's file ``path`` for ``exercise``.
+        Returns its result, after applying to ``args`` what the call did to them; raises
+        Verdict with the learner's message when anything went wrong."""
+        key = (path, exercise)
+        if key in self.dead:
+            raise Verdict(self.dead[key])
+        if path in self.bad_files:
+            raise Verdict(self.bad_files[path])
+        w = self._worker_for(key, path, exercise)
+        enc = codec.Encoder(callback=lambda ref, v: {"t": "cb", "r": ref})
+        header = {"op": "call", "name": name, "args": enc.enc(tuple(args)), "kwargs": enc.enc(dict(kwargs))}
+        what = f"your {name}"
+        reply, blobs = self._exchange(w, key, header, enc.blobs, enc.objects, what)
+        op = reply.get("op")
+        uses = reply.get("uses") if isinstance(reply.get("uses"), list) else []
+        if uses:
+            from .references import message
+
+            raise Verdict(message(exercise, name, [str(u)[:100] for u in uses[:3]]))
+        if op == "result":
+            decoder = codec.Decoder(blobs, originals=enc.objects, callback=_original_callable(enc.objects))
+            try:
+                new_args = decoder.dec(reply.get("args"))
+                decoder.dec(reply.get("kwargs"))
+                result = decoder.dec(reply.get("result"))
+            except (codec.CodecError, RecursionError, TypeError, ValueError, KeyError) as err:
+                self._drop_current()
+                raise Verdict(f"malformed result from {what}: {err}") from None
+            if type(new_args) is not tuple or len(new_args) != len(args):
+                raise Verdict(f"malformed result from {what}: its arguments came back wrong")
+            return result
+        message = str(reply.get("message", ""))[:2000]
+        if op == "notimpl":
+            raise Verdict(f"not yet implemented: {message}")
+        if op == "missing":
+            found = reply.get("found")
+            got = f" (found a {found}, not a function)" if found else ""
+            raise Verdict(f"the {Path(path).name[:4]} exercises must define a function {name}(...); none found{got}")
+        if op == "raised":
+            raise Verdict(f"{what} raised {message}")
+        if op == "interrupted":
+            raise Verdict(f"interrupted: {what} raised KeyboardInterrupt{message}")
+        if op == "exit":
+            raise Verdict(f"{what} called {message} (a function must return, not end the process)")
+        if op == "memory":
+            raise Verdict(f"memory limit: {what} tried to allocate more than the {self.limits.memory_mb} MiB "
+                          f"it may use{message}")
+        if op == "unencodable":
+            part = "returned" if reply.get("what") == "result" else "left in one of its arguments"
+            raise Verdict(f"{what} {part} something the grader cannot receive ({message}): use numbers, strings, "
+                          f"lists, tuples, dicts and NumPy arrays")
+        self._drop_current()
+        raise Verdict(f"malformed result: {what}'s worker sent {str(op)[:40]!r}")
+
+    def _drop_current(self) -> None:
+        if self.current is not None:
+            self._retire(self.current[1])
+            self.current = None
+
+
+def _original_callable(originals: dict):
+    def lookup(ref, node):
+        fn = originals.get(ref)
+        if not callable(fn):
+            raise codec.CodecError("a callback that was never sent")
+        return fn
+
+    return lookup
