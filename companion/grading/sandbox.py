@@ -341,7 +341,7 @@ class Grading:
         if "SIGKILL" in ended:
             return (f"{what}: its process {ended} (the memory limit of {self.limits.memory_mb} MiB, or your code "
                     f"killed its own process group)")
-        if ended.startswith("exited"):
+        if ended.startswith("exited") and "imported" not in what:
             return f"{what}: its process {ended} (a function must return, not end the process)"
         return f"{what}: its process {ended}"
 
