@@ -321,3 +321,41 @@ def test_check_lets_the_stop_button_stop_the_cell():
     assert "=== interrupted" in proc.stdout
     assert proc.stdout.count("Exercise 7.1") == 1, proc.stdout  # one verdict, printed once
     assert "interrupted" in proc.stdout.split("=== ")[0]
+
+
+def _worker_user_usable(user: str = "nobody") -> bool:
+    """True where this grader can run its workers as ``user`` (root, and an interpreter and
+    checkout that user can read: a container image, not a per-user Python under /root)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        probe = subprocess.run([sys.executable, "-E", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+                                "import numpy, companion.grading.worker"], user=user, cwd="/", capture_output=True,
+                               timeout=60)
+    except (OSError, KeyError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0
+
+
+def test_worker_user_refuses_what_it_cannot_do(tmp_path):
+    proc, _ = grade(SOLUTIONS, "ch07", "--worker-user", "no-such-user-here")
+    assert proc.returncode == 2 and "no such user" in proc.stderr
+    proc, _ = grade(SOLUTIONS, "ch07", "--worker-user", "root")
+    assert proc.returncode == 2 and ("must not be root" in proc.stderr or "needs the grader to run as root" in proc.stderr)
+
+
+@pytest.mark.skipif(not _worker_user_usable(), reason="needs root and an interpreter the user 'nobody' can run "
+                                                      "(a container image); here Python lives where 'nobody' cannot read")
+def test_with_a_worker_user_the_learner_cannot_touch_the_grader(tmp_path):
+    """With --worker-user, killing the grader or writing into its output is refused by the OS."""
+    attack = ("import os, signal\n"
+              "try:\n    os.write(os.open(f'/proc/{os.getppid()}/fd/1', os.O_WRONLY), b'{\"score\": 92}')\n"
+              "except OSError:\n    pass\n"
+              "os.kill(os.getppid(), signal.SIGKILL)")
+    impl = submission(tmp_path / "sub", bodies={"7.1": attack})
+    os.chmod(tmp_path, 0o755)
+    proc, _ = grade(impl, "ch07", "--format", "json", "--worker-user", "nobody")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ex = by_exercise(json.loads(proc.stdout))
+    assert ex["7.1"]["score"] == 0 and "PermissionError" in messages(ex["7.1"])
+    assert ex["7.2"]["score"] == ex["7.2"]["max_score"]

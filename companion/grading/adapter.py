@@ -116,13 +116,15 @@ class LearnerFunction:
         namespaces = lr._config.stash.get(NAMESPACES, {})
         if lr._chapter in namespaces:
             return self._call_here(namespaces[lr._chapter], args, kwargs)
-        from .sandbox import Verdict
+        from .sandbox import GraderFault, Verdict
 
         try:
             path = lr._path()
             return grading(lr._config).call(str(path), lr._exercise, self.name, args, kwargs)
         except Verdict as verdict:
             message = str(verdict)
+        except GraderFault as fault:  # not the learner's doing: the grading command exits non-zero
+            message = f"the grader could not run this test ({fault})"
         except FileNotFoundError as err:
             message = str(err)
         if "none found" in message and self.name in RENAMED:

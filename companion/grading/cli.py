@@ -33,6 +33,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--timeout", type=float, default=None,
                    help="seconds of wall time each exercise may use, all its tests together (default 8)")
     g.add_argument("--memory-limit", type=int, default=None, help="MiB of memory a worker may use (default 2048)")
+    g.add_argument("--worker-user", default=None,
+                   help="run the learner's code as this user (the grader must run as root, e.g. in a container): "
+                        "then it cannot signal the grader or touch its report")
     g.add_argument("--output", type=Path, help="write the report to this file (atomically) as well as printing the table")
     g.set_defaults(func=grade_command)
     a = subparsers.add_parser("assign", help="make a student bundle of chapters, without solutions")
@@ -76,9 +79,13 @@ def grade_command(args) -> int:
 
     timer = Timer()
     root = find_root()
-    limits = Limits.from_env(args.timeout, args.memory_limit)
+    limits = Limits.from_env(args.timeout, args.memory_limit, args.worker_user)
     if limits.time_limit_s <= 0 or limits.memory_mb <= 0:
         raise ValueError("--timeout and --memory-limit must be positive")
+    if limits.worker_user:
+        from .sandbox import worker_ids
+
+        worker_ids(limits.worker_user)  # a clear error now, not a failed worker later
     for missing in unguaranteed():
         print(f"warning: this OS cannot give this guarantee: {missing}", file=sys.stderr)
     report_file = ReportFile(args.output) if args.output is not None else None
@@ -89,7 +96,7 @@ def grade_command(args) -> int:
         if not scores:
             print("no graded tests were collected: " + "; ".join(collector.collect_errors), file=sys.stderr)
             return 2
-        problems = [f"the grader failed: {f}" for f in collector.faults]
+        problems = [f"the grader failed: {f}" for f in dict.fromkeys(collector.faults)]
         if collector.interrupted:
             problems.append(f"grading was interrupted: {sum(t.outcome == NOT_RUN for t in results)} test(s) never ran")
         info = {"notes": collector.notes, "problems": problems, "interrupted": collector.interrupted,

@@ -53,11 +53,33 @@ class GraderFault(Exception):
 class Limits:
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     memory_mb: int = DEFAULT_MEMORY_MB
+    worker_user: str | None = None  # run workers as this user (the grader must be root): see worker_ids
 
     @classmethod
-    def from_env(cls, time_limit_s: float | None = None, memory_mb: int | None = None) -> "Limits":
+    def from_env(cls, time_limit_s: float | None = None, memory_mb: int | None = None,
+                 worker_user: str | None = None) -> "Limits":
         env_t, env_m = os.environ.get("COMPANION_GRADE_TIME_LIMIT"), os.environ.get("COMPANION_GRADE_MEMORY_MB")
-        return cls(float(time_limit_s or env_t or DEFAULT_TIME_LIMIT_S), int(memory_mb or env_m or DEFAULT_MEMORY_MB))
+        user = worker_user or os.environ.get("COMPANION_GRADE_WORKER_USER") or None
+        return cls(float(time_limit_s or env_t or DEFAULT_TIME_LIMIT_S), int(memory_mb or env_m or DEFAULT_MEMORY_MB),
+                   user)
+
+
+def worker_ids(user: str) -> tuple[int, int]:
+    """(uid, gid) for --worker-user: workers as another user cannot signal the grader, read its
+    file descriptors or write its report. Needs a grader running as root (in a container)."""
+    if not POSIX:
+        raise ValueError("--worker-user needs a POSIX system")
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ValueError(f"--worker-user {user}: no such user") from None
+    if os.geteuid() != 0:
+        raise ValueError("--worker-user needs the grader to run as root (for example in a container)")
+    if entry.pw_uid == 0:
+        raise ValueError("--worker-user must not be root")
+    return entry.pw_uid, entry.pw_gid
 
 
 def unguaranteed() -> list[str]:
@@ -89,11 +111,17 @@ class Worker:
                "COMPANION_WORKER_MEMORY_BYTES": str(limits.memory_mb * 2**20),
                "COMPANION_WORKER_FILE_BYTES": str(FILE_LIMIT_BYTES)}
         debug = os.environ.get("COMPANION_GRADE_DEBUG") == "1"
+        as_user = {}
+        if limits.worker_user:
+            uid, gid = worker_ids(limits.worker_user)
+            os.chown(self.tmp, uid, gid)
+            env.update(HOME=self.tmp, COMPANION_WORKER_NPROC="256")  # one user's processes: a fork bomb stops
+            as_user = {"user": uid, "group": gid, "extra_groups": []}
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-E", "-s", "-c", BOOT, root, str(cmd_r), str(reply_w)], pass_fds=(cmd_r, reply_w),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None if debug else subprocess.DEVNULL,
-                cwd=self.tmp, env=env, start_new_session=POSIX)
+                cwd=self.tmp, env=env, start_new_session=POSIX, **as_user)
         finally:
             os.close(cmd_r)
             os.close(reply_w)
@@ -211,6 +239,16 @@ def reap_orphans() -> int:
     """Kill processes re-parented to us that we never started (left behind by a worker)."""
     if not _SUBREAPER:
         return 0
+    total = 0
+    for _ in range(20):  # killing one orphan re-parents its own children to us: sweep until none is left
+        killed = _sweep()
+        total += killed
+        if not killed:
+            break
+    return total
+
+
+def _sweep() -> int:
     me, killed = os.getpid(), 0
     known = {p.pid for p in _LIVE_WORKERS}
     for entry in os.listdir("/proc"):
@@ -253,7 +291,12 @@ class Grading:
     # workers -----------------------------------------------------------------
 
     def _spawn(self) -> Worker:
-        w = Worker(self.limits)
+        try:
+            w = Worker(self.limits)
+        except OSError as err:  # the interpreter or the folder is not usable (by --worker-user?)
+            message = f"a grading worker could not start: {type(err).__name__}: {err}"
+            self.faults.append(message)
+            raise GraderFault(message) from None
         _LIVE_WORKERS.add(w.proc)
         return w
 

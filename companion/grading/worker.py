@@ -24,7 +24,7 @@ import sys
 import traceback
 
 
-def set_limits(cpu_s: float, memory_bytes: int, file_bytes: int) -> None:
+def set_limits(cpu_s: float, memory_bytes: int, file_bytes: int, nproc: int = 0) -> None:
     """POSIX resource limits on this process (and anything it starts)."""
     import resource
 
@@ -41,6 +41,8 @@ def set_limits(cpu_s: float, memory_bytes: int, file_bytes: int) -> None:
         lower(resource.RLIMIT_AS, memory_bytes)
     lower(resource.RLIMIT_FSIZE, file_bytes)
     lower(resource.RLIMIT_CORE, 0)
+    if nproc > 0:  # only when workers have a user of their own (the limit counts all of a user's processes)
+        lower(resource.RLIMIT_NPROC, nproc)
 
 
 class Worker:
@@ -222,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     if os.name == "posix":
         set_limits(float(os.environ.get("COMPANION_WORKER_CPU_S", "60")),
                    int(os.environ.get("COMPANION_WORKER_MEMORY_BYTES", str(2 * 2**30))),
-                   int(os.environ.get("COMPANION_WORKER_FILE_BYTES", str(64 * 2**20))))
+                   int(os.environ.get("COMPANION_WORKER_FILE_BYTES", str(64 * 2**20))),
+                   int(os.environ.get("COMPANION_WORKER_NPROC", "0")))
     sys.dont_write_bytecode = True
     import numpy  # noqa: F401 - imported while trusted, and before the clock of any exercise starts
 

@@ -12,6 +12,9 @@ time limit here in the trusted process (pytest-timeout), for the test's own work
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import pytest
 
 from companion.grading import TIME_LIMIT_S
@@ -39,6 +42,27 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(float(limit)))
         # carried into JUnit XML as <property> elements, for graders that read points from there
         item.user_properties += [("exercise", exercise.args[0]), ("points", points.args[0] if points else 0)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """The trusted side's own time limit per test where pytest-timeout is not installed."""
+    if item.config.pluginmanager.hasplugin("timeout") or item.get_closest_marker("exercise") is None \
+            or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    limit = float(item.get_closest_marker("timeout").args[0]) if item.get_closest_marker("timeout") else TIME_LIMIT_S
+
+    def expired(signum, frame):
+        pytest.fail(f"the test ran past its own time limit in the grader ({limit:g} s)", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture
