@@ -422,7 +422,11 @@ class Grading:
             raise Verdict(self.bad_files[path])
         w = self._worker_for(key, path, exercise)
         enc = codec.Encoder(callback=lambda ref, v: {"t": "cb", "r": ref})
-        header = {"op": "call", "name": name, "args": enc.enc(tuple(args)), "kwargs": enc.enc(dict(kwargs))}
+        try:
+            header = {"op": "call", "name": name, "args": enc.enc(tuple(args)), "kwargs": enc.enc(dict(kwargs))}
+        except (TypeError, RecursionError) as err:  # the test's own doing: say so to whoever wrote it
+            raise GraderFault(f"the test passes {err} to {name}; a worker can receive numbers, strings, "
+                              f"containers, NumPy arrays and generators, companion objects and functions") from None
         what = f"your {name}"
         reply, blobs = self._exchange(w, key, header, enc.blobs, enc.objects, what)
         op = reply.get("op")
