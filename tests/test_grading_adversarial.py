@@ -260,6 +260,17 @@ import companion.optim
     assert ex["9.1"]["score"] == ex["9.1"]["max_score"]
 
 
+def test_a_file_that_never_finishes_importing_costs_one_limit(tmp_path):
+    impl = submission(tmp_path / "sub", at_import={"ch07": "while True:\n    pass"})
+    proc, seconds = grade(impl, "ch07", "ch09", "--format", "json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ex = by_exercise(json.loads(proc.stdout))
+    for exercise in ("7.1", "7.2", "7.3"):
+        assert ex[exercise]["score"] == 0 and "did not finish within" in messages(ex[exercise]), messages(ex[exercise])
+    assert all(ex[e]["score"] == ex[e]["max_score"] for e in ("9.1", "9.2", "9.3"))
+    assert seconds < LIMIT_S + 60, seconds
+
+
 def test_every_exercise_looping_forever_finishes_in_bounded_time(tmp_path):
     """The budget is per exercise, not per test: 29 loops cost 29 limits, then it is over."""
     limit = 1

@@ -107,7 +107,7 @@ class Worker:
         reply_r, reply_w = os.pipe()
         root = str(Path(__file__).resolve().parents[2])  # the folder holding this companion package
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "COMPANION_WORKER_CPU_S": str(limits.time_limit_s + 5),
+               "COMPANION_WORKER_CPU_S": str(2 * limits.time_limit_s + 5),  # its import and its calls
                "COMPANION_WORKER_MEMORY_BYTES": str(limits.memory_mb * 2**20),
                "COMPANION_WORKER_FILE_BYTES": str(FILE_LIMIT_BYTES)}
         debug = os.environ.get("COMPANION_GRADE_DEBUG") == "1"
@@ -202,7 +202,7 @@ class Worker:
             return f"exited with status {code}"
         name = _signal_name(-code)
         if -code == getattr(signal, "SIGXCPU", -1):
-            return f"was killed by signal {name} (the CPU-time limit of {self.limits.time_limit_s + 5:g} s)"
+            return f"was killed by signal {name} (the CPU-time limit of {2 * self.limits.time_limit_s + 5:g} s)"
         if -code == getattr(signal, "SIGXFSZ", -1):
             return f"was killed by signal {name} (it wrote a file larger than {FILE_LIMIT_BYTES // 2**20} MiB)"
         return f"was killed by signal {name}"
@@ -327,7 +327,11 @@ class Grading:
             raise
         self.spare = self._spawn()  # starts (imports NumPy) while this exercise runs
         try:
-            reply = self._exchange(w, key, {"op": "load", "path": path, "exercise": exercise}, [], {})
+            # the import has a limit of its own, not charged to the exercise: a file that is slow to
+            # import (a notebook cell that trains at top level) costs each exercise nothing but
+            # the import, and one that never finishes fails the whole file, once
+            reply = self._exchange(w, ("import", path), {"op": "load", "path": path, "exercise": exercise}, [], {})
+            self.spent.pop(("import", path), None)
         except Verdict as err:
             self.bad_files[path] = f"{err}"
             raise
@@ -360,6 +364,9 @@ class Grading:
         except codec.Timeout:
             self._retire(w)
             self.current = None
+            if key[0] == "import":
+                raise Verdict(f"time limit: {what} did not finish within {self.limits.time_limit_s:g} s (an "
+                              f"infinite loop, or slow code at the top level of the file?)") from None
             message = (f"time limit: {what} ran past the {self.limits.time_limit_s:g} s this exercise may use "
                        f"(an infinite loop, or much too slow?); the worker was stopped")
             self.dead[key] = message + " (in an earlier test of this exercise)"
