@@ -83,11 +83,14 @@ def worker_ids(user: str) -> tuple[int, int]:
 
 
 def unguaranteed() -> list[str]:
-    """The guarantees this OS cannot give (printed by the grader)."""
-    if POSIX:
-        return []
-    return ["no CPU-time, memory or file-size limits on a learner's code (POSIX resource limits are missing)",
-            "a learner's child processes are not killed with its worker (no process groups)"]
+    """The guarantees this OS cannot give (printed by the grader before it starts)."""
+    if not POSIX:
+        return ["no isolation at all: grading a folder needs POSIX pipes, process groups and resource limits "
+                "(use Linux, macOS, WSL or a container; check() in a notebook works here, in the notebook's process)"]
+    if not sys.platform.startswith("linux"):
+        return ["children a learner's code detaches from its process group (setsid) are not found and killed "
+                "(that needs Linux's /proc and PR_SET_CHILD_SUBREAPER)"]
+    return []
 
 
 def _signal_name(n: int) -> str:
@@ -291,6 +294,10 @@ class Grading:
     # workers -----------------------------------------------------------------
 
     def _spawn(self) -> Worker:
+        if not POSIX:
+            message = unguaranteed()[0]
+            self.faults.append(message)
+            raise GraderFault(message)
         try:
             w = Worker(self.limits)
         except OSError as err:  # the interpreter or the folder is not usable (by --worker-user?)
@@ -400,9 +407,14 @@ class Grading:
         state = reply.get("state")
         if not isinstance(state, list) or len(state) != 2:
             raise codec.CodecError("a callback without the arguments' state")
-        decoder.dec(state[0])
-        decoder.dec(state[1])
-        args, kwargs = decoder.dec(reply.get("args")), decoder.dec(reply.get("kwargs"))
+        try:
+            decoder.dec(state[0])
+            decoder.dec(state[1])
+            args, kwargs = decoder.dec(reply.get("args")), decoder.dec(reply.get("kwargs"))
+        except codec.CodecError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise codec.CodecError(f"{type(err).__name__}: {str(err)[:300]}") from None
         fn = originals.get(reply.get("r"))
         if not callable(fn) or type(args) is not list or type(kwargs) is not dict \
                 or not all(isinstance(k, str) for k in kwargs):
@@ -448,9 +460,9 @@ class Grading:
                 new_args = decoder.dec(reply.get("args"))
                 decoder.dec(reply.get("kwargs"))
                 result = decoder.dec(reply.get("result"))
-            except (codec.CodecError, RecursionError, TypeError, ValueError, KeyError) as err:
+            except Exception as err:  # noqa: BLE001 - whatever the bytes were, they are not a result
                 self._drop_current()
-                raise Verdict(f"malformed result from {what}: {err}") from None
+                raise Verdict(f"malformed result from {what}: {type(err).__name__}: {str(err)[:300]}") from None
             if type(new_args) is not tuple or len(new_args) != len(args):
                 raise Verdict(f"malformed result from {what}: its arguments came back wrong")
             return result
