@@ -294,12 +294,16 @@ def test_every_exercise_looping_forever_finishes_in_bounded_time(tmp_path):
 def test_an_interrupted_grader_still_writes_a_consistent_report(tmp_path):
     """Ctrl-C (SIGINT to the grader): exit 130, the JUnit report lists every test, and those
     that never ran are 'skipped', not passed; no worker is left running."""
-    impl = submission(tmp_path / "sub", bodies={"1.1": "while True:\n    pass"})
+    started = tmp_path / "started"
+    impl = submission(tmp_path / "sub", bodies={"1.1": f"open({str(started)!r}, 'w').close()\nwhile True:\n    pass"})
     out = tmp_path / "junit.xml"
     proc = subprocess.Popen([sys.executable, "-m", "companion", "grade", "ch01", "ch03", "--impl", str(impl),
                              "--timeout", "60", "--format", "junit", "--output", str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)  # well into 1.1's loop
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)  # until 1.1's loop runs
+    assert started.exists(), "the looping exercise never started"
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]

@@ -1,9 +1,10 @@
 """Graded exercises: the grader, check() for notebooks, use() to plug a learner's layer in.
 
     adapter.py   the one door from the tests to a learner's code, and failure messages
-    sandbox.py   the trusted side: worker processes, limits, budgets, verdicts on what comes back
+    sandbox.py   the trusted side: calls to workers, per-exercise budgets, verdicts on the replies
+    workers.py   worker processes from the parent's side: limits, process groups, kills, orphans
     worker.py    the only process that runs a learner's code (one per exercise)
-    codec.py     values between the two, without pickle (arrays as .npy bytes)
+    codec.py     values between the two, without pickle (arrays as .npy bytes); frames.py, the framing
     references.py which companion functions answer which exercise (reference use scores 0)
     grader.py    runs the graded tests with pytest and scores them by their markers; reports
     notebook.py  check("3.2"): the same tests, from inside an exercise notebook

@@ -3,7 +3,7 @@
 A test never imports ``exercises/ch03_attention.py`` itself. It asks the ``impl`` fixture
 for a function by name (``impl.attention_forward(q, k, v, mask)``). When grading a folder
 (``pytest --impl exercises``, ``python -m companion grade``), the learner's code never runs in
-this process: the call goes to a worker process (sandbox.py, worker.py) that imports the
+this process: the call goes to a worker process (sandbox.py, workers.py, worker.py) that imports the
 learner's file and runs the function under time and memory limits; its result, and what it
 did to its arguments, come back as data and are compared here. Under ``check("3.2")`` in a
 notebook, the functions are the notebook's own and run in the notebook's process.
@@ -35,7 +35,7 @@ import pytest
 
 NOT_IMPLEMENTED = "not yet implemented"
 NAMESPACES = pytest.StashKey[dict]()  # chapter -> a notebook's namespace, set by check()
-LIMITS = pytest.StashKey[object]()  # sandbox.Limits, set by the grader (else from the environment)
+LIMITS = pytest.StashKey[object]()  # workers.Limits, set by the grader (else from the environment)
 _GRADING = pytest.StashKey[object]()  # the session's sandbox.Grading
 _NOTES = pytest.StashKey[list]()  # notes for the report ("graded ch03_attention (1).py as chapter 3")
 CANONICAL = re.compile(r"^ch\d\d_[A-Za-z0-9_]+\.py$")
@@ -86,7 +86,8 @@ def import_by_path(path: Path) -> ModuleType:
 
 def grading(config: pytest.Config):
     """The session's sandbox.Grading (workers, budgets), made on first use."""
-    from .sandbox import Grading, Limits
+    from .sandbox import Grading
+    from .workers import Limits
 
     found = config.stash.get(_GRADING, None)
     if found is None:

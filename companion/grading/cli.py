@@ -75,7 +75,7 @@ class ReportFile:
 def grade_command(args) -> int:
     from .grader import NOT_RUN, Timer, find_root, format_gradescope, format_json, format_junit, format_table
     from .grader import run_tests, score
-    from .sandbox import Limits, become_subreaper, unguaranteed
+    from .workers import Limits, become_subreaper, unguaranteed
 
     timer = Timer()
     root = find_root()
@@ -83,7 +83,7 @@ def grade_command(args) -> int:
     if limits.time_limit_s <= 0 or limits.memory_mb <= 0:
         raise ValueError("--timeout and --memory-limit must be positive")
     if limits.worker_user:
-        from .sandbox import worker_ids
+        from .workers import worker_ids
 
         worker_ids(limits.worker_user)  # a clear error now, not a failed worker later
     for missing in unguaranteed():
@@ -91,7 +91,11 @@ def grade_command(args) -> int:
     report_file = ReportFile(args.output) if args.output is not None else None
     try:
         become_subreaper()
-        results, collector = run_tests(args.chapters, args.impl, root=root, limits=limits)
+        try:
+            results, collector = run_tests(args.chapters, args.impl, root=root, limits=limits)
+        except KeyboardInterrupt:  # before pytest's session began: there is no list of tests to report
+            print("interrupted before the graded tests were collected: no report written", file=sys.stderr)
+            return 130
         scores = score(results)
         if not scores:
             print("no graded tests were collected: " + "; ".join(collector.collect_errors), file=sys.stderr)

@@ -18,7 +18,9 @@ The reports (table, JSON, Gradescope, JUnit) are all made here, from the collect
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -188,7 +190,7 @@ def run_tests(chapters: list[str] | None = None, impl: str | Path = "solutions",
               limits=None, collect_only: bool = False) -> tuple[list[TestResult], Collector]:
     """Run the graded tests (the learner's code in workers, see sandbox.py) and return one
     result per test, in collection order (with ``collect_only``, the tests found, none run:
-    their outcome stays 'not run'). ``limits`` is a sandbox.Limits (else the environment's)."""
+    their outcome stays 'not run'). ``limits`` is a workers.Limits (else the environment's)."""
     root = root or find_root()
     if not namespaces:  # fail at once, in one line, for a folder that is not there
         impl = resolve_impl(impl, root)
@@ -197,14 +199,32 @@ def run_tests(chapters: list[str] | None = None, impl: str | Path = "solutions",
             "-o", "addopts=", "-q", "--capture=sys", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if collect_only:
         args.append("--collect-only")
+    if importlib.util.find_spec("pytest_timeout") is not None:
+        args += ["-p", "pytest_timeout"]  # the one plugin wanted: a time limit per test on this side too
     out = io.StringIO()
-    with contextlib.chdir(root), (contextlib.nullcontext() if verbose else contextlib.redirect_stdout(out)):
+    with contextlib.chdir(root), (contextlib.nullcontext() if verbose else contextlib.redirect_stdout(out)), \
+            _no_plugin_autoload():
         code = pytest.main(args, plugins=[collector])
     if code == pytest.ExitCode.INTERRUPTED:
         collector.interrupted = True
     if code not in (0, 1, 2, 5) and not collector.results:  # 5: no test selected (say so in the caller)
         raise RuntimeError(f"pytest could not run the graded tests (exit code {int(code)}):\n{out.getvalue()[-2000:]}")
     return list(collector.results.values()), collector
+
+
+@contextlib.contextmanager
+def _no_plugin_autoload():
+    """Grading loads no installed pytest plugin but pytest-timeout: nbval, hypothesis and the
+    like cost seconds to import and have nothing to do with the graded tests."""
+    previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = previous
 
 
 def score(results: list[TestResult]) -> list[ExerciseScore]:
