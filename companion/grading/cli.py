@@ -75,6 +75,7 @@ class ReportFile:
 def grade_command(args) -> int:
     from .grader import NOT_RUN, Timer, find_root, format_gradescope, format_json, format_junit, format_table
     from .grader import run_tests, score
+    from .worker import not_dumpable
     from .workers import Limits, become_subreaper, unguaranteed
 
     timer = Timer()
@@ -91,6 +92,7 @@ def grade_command(args) -> int:
     report_file = ReportFile(args.output) if args.output is not None else None
     try:
         become_subreaper()
+        not_dumpable()  # the grader's own pipes and report are out of reach through /proc (Linux, non-root)
         try:
             results, collector = run_tests(args.chapters, args.impl, root=root, limits=limits)
         except KeyboardInterrupt:  # before pytest's session began: there is no list of tests to report

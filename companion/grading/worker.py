@@ -218,7 +218,20 @@ def _text(err: BaseException, limit: int = 1500) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+def not_dumpable() -> None:
+    """Linux: other processes of the same user (a child a learner's code left running, in this
+    or another worker) cannot open this process's file descriptors through /proc or trace it."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+        except (OSError, AttributeError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> None:
+    not_dumpable()  # first of all, before a learner's leftover process can reach our pipes
     argv = sys.argv[1:] if argv is None else argv
     cmd_fd, reply_fd = int(argv[0]), int(argv[1])
     if os.name == "posix":
