@@ -38,7 +38,7 @@ def ref_train(text, num_merges, first_id=256, recount=True):
             counts[pair] = counts.get(pair, 0) + 1
         if not counts:
             break
-        pair = max(counts, key=counts.get)
+        pair = max(counts, key=lambda p: (counts[p], -p[0], -p[1]))  # most frequent; tie: smallest pair
         ids = ref_merge(ids, pair, first_id + n)
         merges.append((pair, first_id + n))
     return merges
@@ -107,7 +107,7 @@ def test_train_bpe_merges(impl):
             "the pairs are counted on the original bytes every time, not on the ids after the merges so far":
                 [[a, b, n] for (a, b), n in ref_train(TEXT, 20, recount=False)]}
     expect_close(got_flat, want_flat, "the merges learned from the test text", bugs, rtol=0, atol=0,
-                 hint="each merge is ((a, b), new_id); ties go to the pair that appears first")
+                 hint="each merge is ((a, b), new_id); on a tie take the smallest pair (a first, then b)")
 
 
 @pytest.mark.exercise("1.2", "train_bpe")
