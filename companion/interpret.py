@@ -38,14 +38,19 @@ def previous_token_scores(att: np.ndarray) -> np.ndarray:
     return att[:, :, i, i - 1].mean(axis=(0, 2))
 
 
-def induction_scores(att: np.ndarray, period: int) -> np.ndarray:
-    """att (B, nh, T, T) on sequences that repeat with ``period`` -> (nh,): mean weight on the
-    position just after the current token's previous occurrence."""
-    T = att.shape[-1]
-    if not 1 <= period < T:
+def induction_scores(att: np.ndarray, period) -> np.ndarray:
+    """att (B, nh, T, T) on sequences that repeat with ``period`` (an int, or one per sequence,
+    shape (B,)) -> (nh,): mean weight on the position just after the current token's previous
+    occurrence, over every query that has one."""
+    B, T = att.shape[0], att.shape[-1]
+    periods = np.broadcast_to(np.asarray(period), (B,))
+    if periods.min() < 1 or periods.max() >= T:
         raise ValueError(f"period must be between 1 and T - 1 = {T - 1}, got {period}")
-    i = np.arange(period, T)
-    return att[:, :, i, i - period + 1].mean(axis=(0, 2))
+    per_sequence = []
+    for b, p in enumerate(periods):
+        i = np.arange(p, T)
+        per_sequence.append(att[b, :, i, i - p + 1].mean(axis=0))  # (nh,)
+    return np.mean(per_sequence, axis=0)
 
 
 def head_slice(model: Transformer, head: int) -> slice:
