@@ -59,7 +59,7 @@ def gradcheck(f: Callable[[], float], arrays: dict[str, Array], analytic: dict[s
     errors = {}
     for name, a in arrays.items():
         idx, numeric = numeric_gradient(f, a, h, max_entries, rng)
-        errors[name] = relative_error(analytic[name].reshape(-1)[idx], numeric)
+        errors[name] = relative_error(analytic[name].reshape(-1)[xp.asarray(idx)], numeric)  # idx: host ints
     return errors
 
 
