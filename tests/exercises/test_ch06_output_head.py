@@ -32,24 +32,24 @@ def ref_probs(logits, temperature=1.0, top_k=None, renorm=True):
 LOGITS = np.random.default_rng(0).standard_normal((3, 10)) * 2  # (B, V), no ties
 
 
-# ------------------------------------------------------------------ 6.1 sampling_probs
+# ------------------------------------------------------------------ 6.1 next_token_probs
 
 
-@pytest.mark.exercise("6.1", "sampling_probs")
+@pytest.mark.exercise("6.1", "next_token_probs")
 @pytest.mark.points(1)
 @pytest.mark.parametrize("temperature", [0.5, 2.0])
 def test_temperature(impl, temperature):
-    got = impl.sampling_probs(LOGITS, temperature, None)
+    got = impl.next_token_probs(LOGITS, temperature, None)
     bugs = {"the logits are multiplied by the temperature (divide them)": ref_probs(LOGITS, 1 / temperature),
             "the temperature is ignored": ref_probs(LOGITS)}
     expect_close(got, ref_probs(LOGITS, temperature), f"probabilities at temperature {temperature}", bugs)
 
 
-@pytest.mark.exercise("6.1", "sampling_probs")
+@pytest.mark.exercise("6.1", "next_token_probs")
 @pytest.mark.points(1)
 @pytest.mark.parametrize("top_k", [1, 3])
 def test_top_k(impl, top_k):
-    got = impl.sampling_probs(LOGITS, 0.8, top_k)
+    got = impl.next_token_probs(LOGITS, 0.8, top_k)
     bugs = {"top-k keeps one token too many": ref_probs(LOGITS, 0.8, top_k + 1),
             "top-k keeps the k smallest logits instead of the largest": _smallest(LOGITS, 0.8, top_k),
             "the probabilities are not renormalised after top-k (softmax first, cut after: rows sum below 1)":
@@ -64,15 +64,31 @@ def _smallest(logits, t, k):
     return e / e.sum(-1, keepdims=True)
 
 
-@pytest.mark.exercise("6.1", "sampling_probs")
+@pytest.mark.exercise("6.1", "next_token_probs")
+@pytest.mark.points(1)
+def test_top_k_drawn_sizes(impl):
+    rng = np.random.default_rng(61)
+    for _ in range(4):
+        B, V = int(rng.integers(1, 5)), int(rng.integers(2, 40))
+        logits = rng.standard_normal((B, V)) * 3  # (B, V), continuous: no ties
+        top_k, temperature = int(rng.integers(1, V + 1)), float(rng.uniform(0.3, 3.0))
+        got = impl.next_token_probs(logits, temperature, top_k)
+        bugs = {"top-k keeps one token too many": ref_probs(logits, temperature, min(V, top_k + 1)),
+                "the probabilities are not renormalised after top-k":
+                    ref_probs(logits, temperature, top_k, renorm=False)}
+        expect_close(got, ref_probs(logits, temperature, top_k),
+                     f"probabilities for logits ({B}, {V}) with temperature {temperature:.3g}, top_k={top_k}", bugs)
+
+
+@pytest.mark.exercise("6.1", "next_token_probs")
 @pytest.mark.points(1)
 def test_large_logits(impl):
     logits = LOGITS * 500
-    got = impl.sampling_probs(logits, 1.0, None)
+    got = impl.next_token_probs(logits, 1.0, None)
     expect_close(got, ref_probs(logits), "probabilities for logits in the thousands (subtract the max before exp)")
 
 
-# ------------------------------------------------------------------ 6.2 sample
+# ------------------------------------------------------------------ 6.2 pick_next
 
 
 def frequencies(ids, V):
@@ -80,15 +96,15 @@ def frequencies(ids, V):
     return np.bincount(ids.reshape(-1), minlength=V) / ids.size
 
 
-@pytest.mark.exercise("6.2", "sample")
+@pytest.mark.exercise("6.2", "pick_next")
 @pytest.mark.points(2)
 def test_sample_distribution(impl):
     rng = np.random.default_rng(1)
     logits = np.tile(LOGITS[:1], (4000, 1))  # the same row 4000 times: 4000 draws
-    ids = impl.sample(logits, rng, 1.5, 5)
+    ids = impl.pick_next(logits, rng, 1.5, 5)
     ids = np.asarray(ids)
-    expect(ids.shape == (4000,), f"sample should return one id per row, shape (4000,), got {ids.shape}")
-    expect(ids.dtype.kind in "iu", f"sample should return integer ids, got {ids.dtype}")
+    expect(ids.shape == (4000,), f"pick_next should return one id per row, shape (4000,), got {ids.shape}")
+    expect(ids.dtype.kind in "iu", f"pick_next should return integer ids, got {ids.dtype}")
     p = ref_probs(LOGITS[:1], 1.5, 5)[0]
     freq = frequencies(ids, 10)
     expect(np.all(freq[p == 0] == 0), "a token outside the top k was sampled")
@@ -98,14 +114,14 @@ def test_sample_distribution(impl):
                       f"(off by {worst:.1f} standard deviations; tolerance 5)")
 
 
-@pytest.mark.exercise("6.2", "sample")
+@pytest.mark.exercise("6.2", "pick_next")
 @pytest.mark.points(1)
 def test_sample_uses_rng(impl):
-    a = np.asarray(impl.sample(LOGITS, np.random.default_rng(7), 1.0, None))
-    b = np.asarray(impl.sample(LOGITS, np.random.default_rng(7), 1.0, None))
-    expect(a.shape == (3,), f"sample(logits (3, V)) should return shape (3,), got {a.shape}")
+    a = np.asarray(impl.pick_next(LOGITS, np.random.default_rng(7), 1.0, None))
+    b = np.asarray(impl.pick_next(LOGITS, np.random.default_rng(7), 1.0, None))
+    expect(a.shape == (3,), f"pick_next(logits (3, V)) should return shape (3,), got {a.shape}")
     expect(np.array_equal(a, b), "two calls with generators of the same seed drew different tokens: use the rng you are given")
-    greedy = np.asarray(impl.sample(LOGITS, np.random.default_rng(8), 1.0, 1))
+    greedy = np.asarray(impl.pick_next(LOGITS, np.random.default_rng(8), 1.0, 1))
     expect(np.array_equal(greedy, LOGITS.argmax(-1)), "with top_k=1, sampling must pick the largest logit")
 
 
