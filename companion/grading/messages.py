@@ -76,12 +76,13 @@ def expect_tuple(value, n: int, what: str) -> tuple:
     return tuple(value)
 
 
-def expect_array(value, what: str, shape: tuple | None = None) -> np.ndarray:
-    """``value`` as a float array (of ``shape`` when given); else fail with a message."""
+def expect_array(value, what: str, shape: tuple | None = None, dtype=float) -> np.ndarray:
+    """``value`` as an array of ``dtype`` (float; None keeps its own, e.g. for token ids), of
+    ``shape`` when given; else fail with a message."""
     if value is None:
         pytest.fail(f"{what} is None: did you forget `return`?", pytrace=False)
     try:
-        array = np.asarray(value, dtype=float)
+        array = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
         pytest.fail(f"{what} should be an array of numbers, got {type(value).__name__}", pytrace=False)
     if shape is not None and array.shape != tuple(shape):

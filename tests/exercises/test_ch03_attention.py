@@ -116,12 +116,13 @@ def buggy_forwards(q, k, v, mask):
             "the softmax runs over the wrong axis (queries, not keys)": np.nan_to_num(softmax(s / math.sqrt(hs) + neg, axis=-2)) @ v,
             "the mask argument is ignored: future tokens (and padding) leak into the output": softmax(s / math.sqrt(hs)) @ v,
             "the mask is applied after the softmax (rows no longer sum to 1)": (softmax(s / math.sqrt(hs)) * mask) @ v,
-            "the mask argument is ignored and a causal mask is rebuilt inside, with the queries at positions "
-            "0..T_q-1 (with a KV cache they are the last T_q of T_k positions; use the mask you are given)":
-                softmax(np.where(np.tri(T_q, T_k, dtype=bool), s / math.sqrt(hs), -np.inf)) @ v,
             "the mask argument is ignored and a causal mask is rebuilt inside: padding keys leak into the output "
             "(use the mask you are given)": softmax(np.where(ref.causal_mask(T_q, T_k), s / math.sqrt(hs), -np.inf)) @ v,
         }
+        if T_q < T_k:  # a KV-cache step: a mask rebuilt with the queries first is wrong even without padding
+            bugs["the mask argument is ignored and a causal mask is rebuilt inside, with the queries at positions "
+                 "0..T_q-1 (with a KV cache they are the last T_q of T_k positions; use the mask you are given)"] = \
+                softmax(np.where(np.tri(T_q, T_k, dtype=bool), s / math.sqrt(hs), -np.inf)) @ v
     return bugs
 
 

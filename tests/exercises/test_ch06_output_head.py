@@ -10,6 +10,7 @@ import pytest
 
 from companion import Transformer, preset
 from companion.grading.adapter import expect, expect_close
+from companion.grading.messages import expect_array
 
 CHAPTER = "ch06"
 pytestmark = pytest.mark.ch06
@@ -101,10 +102,9 @@ def frequencies(ids, V):
 def test_sample_distribution(impl):
     rng = np.random.default_rng(1)
     logits = np.tile(LOGITS[:1], (4000, 1))  # the same row 4000 times: 4000 draws
-    ids = impl.pick_next(logits, rng, 1.5, 5)
-    ids = np.asarray(ids)
-    expect(ids.shape == (4000,), f"pick_next should return one id per row, shape (4000,), got {ids.shape}")
+    ids = expect_array(impl.pick_next(logits, rng, 1.5, 5), "pick_next's result (one id per row)", (4000,), dtype=None)
     expect(ids.dtype.kind in "iu", f"pick_next should return integer ids, got {ids.dtype}")
+    expect(ids.min() >= 0 and ids.max() < 10, f"pick_next returned ids outside [0, V=10): {ids.min()} .. {ids.max()}")
     p = ref_probs(LOGITS[:1], 1.5, 5)[0]
     freq = frequencies(ids, 10)
     expect(np.all(freq[p == 0] == 0), "a token outside the top k was sampled")
@@ -117,11 +117,10 @@ def test_sample_distribution(impl):
 @pytest.mark.exercise("6.2", "pick_next")
 @pytest.mark.points(1)
 def test_sample_uses_rng(impl):
-    a = np.asarray(impl.pick_next(LOGITS, np.random.default_rng(7), 1.0, None))
-    b = np.asarray(impl.pick_next(LOGITS, np.random.default_rng(7), 1.0, None))
-    expect(a.shape == (3,), f"pick_next(logits (3, V)) should return shape (3,), got {a.shape}")
+    a, b = (expect_array(impl.pick_next(LOGITS, np.random.default_rng(7), 1.0, None), "pick_next(logits (3, V))", (3,),
+                         dtype=None) for _ in range(2))
     expect(np.array_equal(a, b), "two calls with generators of the same seed drew different tokens: use the rng you are given")
-    greedy = np.asarray(impl.pick_next(LOGITS, np.random.default_rng(8), 1.0, 1))
+    greedy = expect_array(impl.pick_next(LOGITS, np.random.default_rng(8), 1.0, 1), "pick_next(logits (3, V))", (3,), dtype=None)
     expect(np.array_equal(greedy, LOGITS.argmax(-1)), "with top_k=1, sampling must pick the largest logit")
 
 
@@ -161,7 +160,7 @@ def test_generate_greedy(impl):
 def test_generate_shape_and_prompt(impl):
     model = tiny_model()
     idx = np.array([[3, 1]])
-    got = np.asarray(impl.generate(model, idx.copy(), 4, np.random.default_rng(0), 1.0, None))
-    expect(got.shape == (1, 6), f"generate(idx (1, 2), 4 new tokens) should return shape (1, 6), got {got.shape}")
+    got = expect_array(impl.generate(model, idx.copy(), 4, np.random.default_rng(0), 1.0, None),
+                       "generate(idx (1, 2), 4 new tokens)", (1, 6), dtype=None)
     expect(np.array_equal(got[:, :2], idx), "the prompt must come back unchanged at the start of the result")
     expect(got.dtype.kind in "iu" and got.min() >= 0 and got.max() < 16, "generated ids must be integers in [0, vocab_size)")

@@ -35,7 +35,7 @@ def test_make_targets(impl):
     tokens = np.arange(2 * 7).reshape(2, 7)
     got = impl.make_targets(tokens)
     expect(isinstance(got, tuple) and len(got) == 2, "make_targets must return (inputs, targets)")
-    x, y = (np.asarray(a) for a in got)
+    x, y = (expect_array(a, name, tokens[:, 1:].shape, dtype=None) for a, name in zip(got, ("inputs", "targets")))
     expect_close(x, tokens[:, :-1], "inputs", {"inputs and targets are swapped": tokens[:, 1:]}, rtol=0, atol=0)
     bugs = {"targets off by one: the targets are the inputs themselves (the model would learn to copy)": tokens[:, :-1],
             "inputs and targets are swapped": tokens[:, :-1],
