@@ -103,6 +103,21 @@ def test_model_on_the_solutions_trains_like_the_reference(overrides, left_padded
     assert all(calls[n] > 0 for n in used), {n: calls[n] for n in used}
 
 
+def test_generation_with_a_kv_cache_on_the_solutions_matches_the_reference():
+    """Decoding with a KV cache calls attention with T_q = 1 < T_k: the solutions must agree."""
+    from companion.generate import generate_batch
+
+    config = companion.preset("tiny", dtype="float64", family="llama")
+    model = companion.Transformer(config, np.random.default_rng(0))
+    for p in model.parameters().values():
+        p += np.random.default_rng(1).normal(0, 0.3, p.shape)  # varied predictions
+    prompts = np.array([[1, 2, 3], [4, 5, 6]])
+    reference = generate_batch(model, prompts, 12, greedy=True)
+    with use(**solution_kernels()):
+        mine = generate_batch(model, prompts, 12, greedy=True)
+    np.testing.assert_array_equal(mine, reference)
+
+
 def test_nothing_stays_plugged_after_the_block_even_after_an_error():
     own = originals()
 
