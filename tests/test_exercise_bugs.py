@@ -155,6 +155,24 @@ def adamw_without_bias_correction(params, grads, state, t, lr=1e-3, betas=(0.9, 
         p -= lr * s["m"] / (np.sqrt(s["v"]) + eps)
 
 
+def adamw_decaying_by_name(params, grads, state, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    for name, p in params.items():
+        s = state.setdefault(name, {"m": np.zeros_like(p), "v": np.zeros_like(p)})
+        if name.endswith("w"):  # "the weights": but a norm's gain is called w too
+            p -= lr * weight_decay * p
+        s["m"] = betas[0] * s["m"] + (1 - betas[0]) * grads[name]
+        s["v"] = betas[1] * s["v"] + (1 - betas[1]) * grads[name] ** 2
+        p -= lr * (s["m"] / (1 - betas[0] ** t)) / (np.sqrt(s["v"] / (1 - betas[1] ** t)) + eps)
+
+
+def test_an_adamw_that_decays_by_name_fails():
+    ch09 = graded("ch09")
+    impl = Impl("ch09", adamw_step=adamw_decaying_by_name)
+    assert outcome(ch09.test_adamw_matches_reference, impl) is None  # the names 'w', 'b', 'gain' let it through...
+    message = outcome(ch09.test_adamw_decays_by_shape_not_by_name, impl)  # ...a model's names do not
+    assert message and "weight decay is chosen by name" in message, message
+
+
 def test_a_clipping_that_rebinds_dict_entries_fails():
     ch09 = graded("ch09")
     impl = Impl("ch09", clip_grad_norm=clip_by_rebinding)

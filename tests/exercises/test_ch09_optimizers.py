@@ -97,6 +97,30 @@ def test_adamw_updates_in_place(impl):
         expect_close(array, want[name], f"parameter {name!r} after one AdamW step", rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.exercise("9.1", "adamw_step")
+@pytest.mark.points(1)
+def test_adamw_decays_by_shape_not_by_name(impl):
+    """Names as a model gives them, shapes drawn: a norm's gain is called 'w' too, and an
+    embedding is a weight matrix whatever its name."""
+    rng = np.random.default_rng(91)
+    shapes = {"blocks.0.norm1.w": (int(rng.integers(2, 7)),), "wte.weight": tuple(int(n) for n in rng.integers(2, 6, size=2)),
+              "blocks.0.attn.c_attn.w": tuple(int(n) for n in rng.integers(2, 6, size=2)), "head.b": (int(rng.integers(2, 7)),)}
+    params = {k: rng.standard_normal(shape) for k, shape in shapes.items()}
+    grads_seq = [{k: rng.standard_normal(shape) for k, shape in shapes.items()} for _ in range(3)]
+    mine = {k: v.copy() for k, v in params.items()}
+    state = {}
+    for t, g in enumerate(grads_seq, start=1):
+        impl.adamw_step(mine, g, state, t, **HP)
+    want = run_reference(AdamW, params, grads_seq, **HP)
+    decay_all = run_reference(DecayAll, params, grads_seq, **HP)
+    no_decay = run_reference(AdamW, params, grads_seq, **{**HP, "weight_decay": 0.0})
+    for name in shapes:
+        bugs = {"weight decay is chosen by name: decay exactly the parameters with ndim >= 2": decay_all[name]
+                if params[name].ndim == 1 else no_decay[name]}
+        expect_close(mine[name], want[name], f"parameter {name!r} of shape {params[name].shape} after 3 AdamW steps",
+                     bugs, rtol=1e-7, atol=1e-10)
+
+
 # ------------------------------------------------------------------ 9.2 schedule
 
 
