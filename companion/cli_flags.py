@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 
 from .config import CHOICES, PRESETS, ModelConfig, preset
@@ -129,3 +130,71 @@ def build_config(args, task) -> ModelConfig:
             raise UsageError(f"{_flag(name)} {overrides[name]} is too small: the {task.name} task needs {need}")
         overrides.setdefault(name, need)
     return preset(args.preset or TASK_PRESETS[task.name], **overrides)
+
+
+# ------------------------------------------------------------------------------------ --resume
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(_shown(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def resume_conflicts(args, config: ModelConfig, task: dict, train_config) -> list[str]:
+    """The flags given on this command line whose values differ from the recorded run's, each
+    as '--flag GIVEN (recorded RECORDED)'. A flag not given takes the recorded value."""
+    out = []
+
+    def differ(flag, value, recorded):
+        if value != recorded:
+            out.append(f"{flag} {_shown(value)} (recorded {_shown(recorded)})")
+
+    if args.task is not None:
+        differ("--task", args.task, task.get("name"))
+    if args.seed is not None:
+        differ("--seed", args.seed, task.get("seed"))
+    for name in TASK_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            differ(_flag(name), value, task.get("vocab_size" if name == "bpe_vocab_size" else name))
+    model = given(args, ModelConfig)
+    if args.preset is not None:  # the preset's sizes, with the flags given over them
+        fitted = {k: getattr(config, k) for k in ("vocab_size", "block_size")}
+        built = preset(args.preset, **{**fitted, **model})
+        for f in dataclasses.fields(ModelConfig):
+            if f.name not in model and getattr(built, f.name) != getattr(config, f.name):
+                out.append(f"{_flag(f.name)} {_shown(getattr(built, f.name))} from --preset {args.preset} "
+                           f"(recorded {_shown(getattr(config, f.name))})")
+    for name, value in model.items():
+        differ(_flag(name), value, getattr(config, name))
+    for name, value in given(args, type(train_config)).items():
+        recorded = getattr(train_config, name)
+        differ(_flag(name), tuple(value) if isinstance(recorded, tuple) else value, recorded)
+    return out
+
+
+# ------------------------------------------------------------------------ errors that name flags
+
+
+def name_flags(message: str, flags) -> str:
+    """Rewrite the Python argument names in a library's error message as the command's flags:
+    ``lr=0.001`` -> ``--lr 0.001``, ``greedy=True`` -> ``--greedy``, and a field name that
+    starts the message ("lr must be ...") or has an underscore ("n_head") -> its flag. Only
+    names that are flags of the command in ``flags`` are touched."""
+    def assignment(m):
+        flag = _flag(m.group(1))
+        if flag not in flags:
+            return m.group(0)
+        value = m.group(2)
+        if value in ("True", "False"):
+            return flag if value == "True" else "--no-" + flag[2:]
+        return f"{flag} {value}"
+
+    def name(m):
+        flag = _flag(m.group(1))
+        return flag if flag in flags else m.group(0)
+
+    message = re.sub(r"(?<![\w.'\-])([a-z][a-z0-9_]*)=([^\s,;)]+)", assignment, message)
+    message = re.sub(r"^([a-z][a-z0-9]*)(?= )", name, message)
+    return re.sub(r"(?<![\w.'\-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w(='])", name, message)
