@@ -10,11 +10,18 @@ themselves (``--n-layer``, ``--n-embd``, ``--lr``, ``--batch-size`` ...), so a f
 appears here with no edit. A flag left out keeps the value of the preset (model) or of the task's
 tuned defaults (training).
 
+``train`` prints one line per evaluation (text: perplexity, bits per character, a sample), on
+stderr with ``--json``; the progress bar only when stderr is a terminal. ``--out DIR`` holds the
+checkpoint, ``metrics.jsonl`` (appended as the run goes) and, with ``--plot``, ``curves.png``.
+``--resume`` continues the recorded run to its recorded ``--steps``; a flag given with another
+value than the recorded one is refused. ``train`` and ``bench`` call ``backend.tune_allocator()``.
+
 Other modules add subcommands the same way this one does: a module with ``add_parser(subparsers)``
 that registers its parser(s) and sets ``func`` (``func(args) -> exit code``); list it in
 ``SUBCOMMAND_MODULES``. A mistake on the command line (a bad flag, a flag that does not fit the task,
 a missing checkpoint, a prompt with unknown symbols) prints one line to stderr and exits with 2;
-set COMPANION_DEBUG=1 to see the traceback instead.
+set COMPANION_DEBUG=1 to see the traceback instead. A library error's Python argument names
+(``lr=0.001``, ``n_head``) are shown as the command's flags (``--lr 0.001``, ``--n-head``).
 """
 
 from __future__ import annotations
@@ -29,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_flags import (MODEL_HELP, TRAIN_HELP, Parser, UsageError, add_common, add_dataclass_flags, build_config,
-                        build_task, given, name_flags, resume_conflicts)
+from .cli_flags import (MODEL_HELP, TRAIN_HELP, Parser, UsageError, add_common, add_dataclass_flags,
+                        name_flags, new_run, resume_run, task_of)
 from .config import PRESETS, ModelConfig
 from .history import PLOT_FILE
 
@@ -80,40 +87,6 @@ def add_train_parser(subparsers) -> None:
     add_dataclass_flags(m, ModelConfig, MODEL_HELP)
     add_dataclass_flags(p.add_argument_group("training (TrainConfig)"), TrainConfig, TRAIN_HELP)
     p.set_defaults(func=train_command)
-
-
-def new_run(args):
-    """-> (task, model, train config) of a run built from the flags."""
-    from .model import Transformer
-    from .train import TrainConfig, default_train_config
-
-    args.task = args.task or "listops"
-    args.seed = 0 if args.seed is None else args.seed
-    task = build_task(args)
-    config = build_config(args, task)
-    cfg = default_train_config(task, **given(args, TrainConfig))
-    return task, Transformer(config, np.random.default_rng(args.seed)), cfg
-
-
-def resume_run(args):
-    """-> (task, checkpoint, train config) of the run recorded in --out, refusing any flag
-    given with a value the run was not trained with."""
-    from .checkpoint import checkpoint_exists, load_checkpoint
-    from .train import TrainConfig
-
-    if not checkpoint_exists(args.out):
-        raise UsageError(f"--resume: no checkpoint in {args.out}")
-    ck = load_checkpoint(args.out)
-    if not ck.task or not ck.train_config or ck.optimizer is None or ck.rng is None:
-        raise UsageError(f"--resume: the checkpoint in {args.out} does not record a whole run (task, training "
-                         f"flags, optimizer and generator state), so it cannot be continued")
-    cfg = TrainConfig.from_dict(ck.train_config)
-    conflicts = resume_conflicts(args, ck.config, ck.task, cfg)
-    if conflicts:
-        raise UsageError(f"--resume continues the run in {args.out} with the flags it was started with, but "
-                         f"{'these differ' if len(conflicts) > 1 else 'this one differs'}: {', '.join(conflicts)}. "
-                         f"Leave {'them' if len(conflicts) > 1 else 'it'} out, or start a new run in another --out")
-    return task_of(ck), ck, cfg
 
 
 def train_command(args) -> int:
@@ -238,18 +211,6 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test", help="which held-out split (default test)")
     add_common(p)
     p.set_defaults(func=eval_command)
-
-
-def task_of(ck):
-    from .tasks import task_from_dict
-
-    if not ck.task:
-        raise UsageError(f"the checkpoint in {ck.path} records no task")
-    d = dict(ck.task)
-    if d.get("name") == "text" and ck.tokenizer is not None:  # reuse the saved tokenizer, do not retrain
-        d["tokenizer"] = ck.tokenizer
-        d.pop("vocab_size", None)
-    return task_from_dict(d)
 
 
 def eval_command(args) -> int:

@@ -1,5 +1,5 @@
-"""Command-line flags generated from the config dataclasses, the task and model they build,
-and the CLI's one-line errors.
+"""Command-line flags generated from the config dataclasses, the task and model they build (a new
+run, or the recorded run that --resume continues), and the CLI's one-line errors.
 
 Every ModelConfig and TrainConfig field becomes a flag (``n_layer`` -> ``--n-layer``), typed from
 its annotation: a bool gets ``--x/--no-x``, a tuple takes several values, a ``T | None`` field
@@ -13,6 +13,8 @@ import argparse
 import dataclasses
 import re
 import typing
+
+import numpy as np
 
 from .config import CHOICES, PRESETS, ModelConfig, preset
 
@@ -132,7 +134,54 @@ def build_config(args, task) -> ModelConfig:
     return preset(args.preset or TASK_PRESETS[task.name], **overrides)
 
 
-# ------------------------------------------------------------------------------------ --resume
+# ------------------------------------------------------------------------- runs: new or resumed
+
+
+def task_of(ck):
+    """The task a checkpoint was trained on (a text task keeps the saved tokenizer)."""
+    from .tasks import task_from_dict
+
+    if not ck.task:
+        raise UsageError(f"the checkpoint in {ck.path} records no task")
+    d = dict(ck.task)
+    if d.get("name") == "text" and ck.tokenizer is not None:  # reuse the saved tokenizer, do not retrain
+        d["tokenizer"] = ck.tokenizer
+        d.pop("vocab_size", None)
+    return task_from_dict(d)
+
+
+def new_run(args):
+    """-> (task, model, train config) of a run built from the flags."""
+    from .model import Transformer
+    from .train import TrainConfig, default_train_config
+
+    args.task = args.task or "listops"
+    args.seed = 0 if args.seed is None else args.seed
+    task = build_task(args)
+    config = build_config(args, task)
+    cfg = default_train_config(task, **given(args, TrainConfig))
+    return task, Transformer(config, np.random.default_rng(args.seed)), cfg
+
+
+def resume_run(args):
+    """-> (task, checkpoint, train config) of the run recorded in --out, refusing any flag
+    given with a value the run was not trained with."""
+    from .checkpoint import checkpoint_exists, load_checkpoint
+    from .train import TrainConfig
+
+    if not checkpoint_exists(args.out):
+        raise UsageError(f"--resume: no checkpoint in {args.out}")
+    ck = load_checkpoint(args.out)
+    if not ck.task or not ck.train_config or ck.optimizer is None or ck.rng is None:
+        raise UsageError(f"--resume: the checkpoint in {args.out} does not record a whole run (task, training "
+                         f"flags, optimizer and generator state), so it cannot be continued")
+    cfg = TrainConfig.from_dict(ck.train_config)
+    conflicts = resume_conflicts(args, ck.config, ck.task, cfg)
+    if conflicts:
+        raise UsageError(f"--resume continues the run in {args.out} with the flags it was started with, but "
+                         f"{'these differ' if len(conflicts) > 1 else 'this one differs'}: {', '.join(conflicts)}. "
+                         f"Leave {'them' if len(conflicts) > 1 else 'it'} out, or start a new run in another --out")
+    return task_of(ck), ck, cfg
 
 
 def _shown(value) -> str:

@@ -68,7 +68,7 @@ def pick_next(logits, rng: np.random.Generator | None = None, temperature: float
     if greedy:
         return np.argmax(logits, axis=-1).astype(np.int64)
     if not isinstance(rng, np.random.Generator):
-        raise ValueError("sampling needs an explicit numpy.random.Generator, e.g. np.random.default_rng(0) "
+        raise ValueError("sampling needs rng, an explicit numpy.random.Generator such as np.random.default_rng(0) "
                          "(greedy decoding needs none)")
     p = next_token_probs(logits, temperature, top_k, top_p)  # (B, V)
     u = rng.random(p.shape[0])  # (B,)
