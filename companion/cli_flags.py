@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import typing
 
@@ -122,6 +123,11 @@ def build_task(args):
         options["vocab_size" if name == "bpe_vocab_size" else name] = value
     if args.task == "text":
         options["block_size"] = getattr(args, "block_size", None) or PRESETS[args.preset or TASK_PRESETS["text"]]["block_size"]
+        try:
+            return make_task(args.task, seed=args.seed, **options)
+        except ValueError as err:  # the text task's vocab_size is the BPE tokenizer's: --bpe-vocab-size
+            message = re.sub(r"\bvocab_size\b", "bpe_vocab_size", " ".join(str(err).split()))
+            raise UsageError(name_flags(message, getattr(args, "flags", ()))) from err
     return make_task(args.task, seed=args.seed, **options)
 
 
@@ -184,6 +190,13 @@ def resume_run(args):
     return task_of(ck), ck, cfg
 
 
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _shown(value) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(_shown(v) for v in value)
@@ -205,8 +218,11 @@ def resume_conflicts(args, config: ModelConfig, task: dict, train_config) -> lis
         differ("--seed", args.seed, task.get("seed"))
     for name in TASK_FLAGS:
         value = getattr(args, name, None)
+        recorded = task.get("vocab_size" if name == "bpe_vocab_size" else name)
+        if name == "corpus" and value is not None and recorded is not None and _same_file(value, recorded):
+            continue  # the same file, named another way
         if value is not None:
-            differ(_flag(name), value, task.get("vocab_size" if name == "bpe_vocab_size" else name))
+            differ(_flag(name), value, recorded)
     model = given(args, ModelConfig)
     if args.preset is not None:  # the preset's sizes, with the flags given over them
         fitted = {k: getattr(config, k) for k in ("vocab_size", "block_size")}

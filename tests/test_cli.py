@@ -117,6 +117,9 @@ def test_resume_from_an_interrupted_cli_run(tmp_path, capsys, monkeypatch):
     (["train", "--norm-eps", "0"], "--norm-eps must be a finite number > 0"),
     (["train", "--rope-base", "nan"], "--rope-base must be a finite number > 0"),
     (["train", "--task", "addition", "--digits", "12"], "--digits must be an integer from 1 to 9"),
+    (["train", "--min-lr", "0.5"], "--min-lr must be between 0 and the peak --lr 0.003, got 0.5"),
+    (["train", "--task", "text", "--corpus", __file__, "--tokenizer", "bpe", "--bpe-vocab-size", "100"],
+     "--bpe-vocab-size must be an int >= 260"),
     (["train", "--resume"], "--resume continues the checkpoint in --out"),
     (["train", "--plot"], "--plot saves curves.png into the run folder: give --out"),
     (["generate", "--ckpt", "x", "--prompt", "a", "--temperature", "0"], "--temperature must be a number > 0, got 0.0 (for the likeliest token every time, use --greedy)"),
@@ -222,7 +225,9 @@ def test_a_terminal_gets_the_progress_bar(tmp_path, capsys, monkeypatch):
     assert main(argv) == 0
     assert "train listops" in capsys.readouterr().err  # tqdm's bar, with its description
     assert main(argv + ["--no-progress"]) == 0
-    assert "train listops" not in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "train listops" not in captured.err
+    assert "step 4/4  train " in captured.out  # without --json the evaluation lines go to stdout
 
 
 def test_plot_saves_the_curves(tmp_path, capsys):

@@ -160,7 +160,7 @@ def test_train_config_errors_are_clear():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="lr must be a positive number"):
         TrainConfig(lr=-1.0)
-    with pytest.raises(ValueError, match="min_lr must be between 0 and lr"):
+    with pytest.raises(ValueError, match="min_lr must be between 0 and the peak lr="):
         TrainConfig(lr=1e-3, min_lr=1e-2)
     with pytest.raises(ValueError, match="betas must be two numbers"):
         TrainConfig(betas=(0.9, 1.5))
