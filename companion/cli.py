@@ -140,8 +140,12 @@ def train_command(args) -> int:
             log.append(line)
 
     c = model.config
-    say(f"{'resuming at step ' + str(start) + ': ' if start else ''}training {c.family} "
-        f"({model.num_params():,} parameters, {c.n_layer} layers, n_embd {c.n_embd}) on {task!r} for {cfg.steps} steps")
+    if start >= cfg.steps:
+        say(f"the run in {args.out} has done all its {cfg.steps} steps: testing it")
+    else:
+        say(f"{'resuming at step ' + str(start) + ': ' if start else ''}training {c.family} "
+            f"({model.num_params():,} parameters, {c.n_layer} layers, n_embd {c.n_embd}) on {task!r} "
+            f"for {cfg.steps} steps")
     history = train(model, task, cfg, rng, optimizer=optimizer, start_step=start, history=history,
                     progress=progress, callback=after_step)
     metrics = final_metrics(model, task, history, cfg, evaluate(model, task, "test"))

@@ -123,8 +123,8 @@ class History:
             for op in ops:
                 ax_acc.plot(steps, [r.get("per_op_accuracy", {}).get(op, math.nan) for r in self.records],
                             ":", lw=1, label=op)
-        if self.train_losses and min(self.train_losses) > 0:
-            ax_loss.set_yscale("log")
+        if self.train_losses and min(self.train_losses) > 0 and max(self.train_losses) > 3 * min(self.train_losses):
+            ax_loss.set_yscale("log")  # a loss that falls by a factor of several: log scale shows every stage
         ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss")
         ax_acc.set(xlabel="step", ylabel="accuracy (validation)", title="accuracy", ylim=(0, 1.02))
         for ax in (ax_loss, ax_acc):
