@@ -163,6 +163,7 @@ def lr_schedule(step: int, max_lr: float, warmup_steps: int, total_steps: int, m
 
 
 def check_schedule(step, max_lr, warmup_steps, total_steps, min_lr) -> None:
+    """Steps are integers >= 0 and rates finite numbers >= 0, each named when it is not."""
     for name, value in (("step", step), ("warmup_steps", warmup_steps), ("total_steps", total_steps)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
