@@ -7,6 +7,9 @@ and never changes afterwards: there is no mutable backend state to leak between 
 
 The few operations whose spelling differs between NumPy and CuPy live here as helpers
 (`add_at` for the embedding's scatter-add, `to_numpy` for plotting and saving).
+
+Importing this module has no side effect beyond choosing the backend; the glibc allocator
+tuning that speeds up NumPy's temporaries is an explicit opt-in, `tune_allocator()`.
 """
 
 from __future__ import annotations
@@ -43,15 +46,25 @@ def _choose_backend():
 xp, BACKEND = _choose_backend()
 
 
-def _keep_freed_memory() -> bool:
+MALLOC_TUNED = False  # set by tune_allocator(); importing the companion never touches the allocator
+
+
+def tune_allocator() -> bool:
     """Ask glibc to reuse freed memory instead of handing every large block back to the OS.
 
     Every NumPy expression such as ``0.5 * x * (1 + t)`` allocates a fresh array for each
     operator. Blocks above glibc's mmap threshold are mapped fresh and unmapped on free, so
     each temporary costs page faults that take longer than the arithmetic itself (we measured
     the GELU backward about 5x slower this way). Raising the thresholds keeps freed blocks in
-    the heap for the next temporary. Linux/glibc only; set COMPANION_MALLOC_TUNING=0 to skip.
+    the heap for the next temporary.
+
+    This changes the allocator of the whole process, so it is opt-in: importing the companion
+    never calls it; ``python -m companion train`` and ``bench`` do, before any work. Call it
+    yourself at the top of a script or notebook that trains for long. Linux with glibc only
+    (elsewhere, or under musl, it does nothing and returns False); the environment variable
+    COMPANION_MALLOC_TUNING=0 turns it off. -> True when the thresholds were set.
     """
+    global MALLOC_TUNED
     if not sys.platform.startswith("linux") or os.environ.get("COMPANION_MALLOC_TUNING", "1") == "0":
         return False
     try:
@@ -59,12 +72,11 @@ def _keep_freed_memory() -> bool:
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
         ok = libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's largest allowed value
         ok &= libc.mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024)
-        return bool(ok)
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
+    MALLOC_TUNED = MALLOC_TUNED or bool(ok)
+    return bool(ok)
 
-
-MALLOC_TUNED = _keep_freed_memory()
 
 DTYPES = {"float32": xp.float32, "float64": xp.float64}
 

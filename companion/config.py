@@ -14,6 +14,8 @@ chapter can swap one piece (say RMSNorm into a GPT) and watch what changes.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 
 FAMILY_DEFAULTS = {
@@ -72,6 +74,7 @@ class ModelConfig:
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
                 f"each head gets n_embd // n_head channels"
             )
+        check_positive_numbers(self, ("norm_eps", "rope_base"))
         if self.positions == "rope" and self.head_size % 2 != 0:
             raise ValueError(f"RoPE rotates channel pairs, so head_size ({self.head_size}) must be even")
 
@@ -90,6 +93,15 @@ class ModelConfig:
     def replace(self, **changes) -> "ModelConfig":
         """A copy with some fields changed (unknown fields are named in the error)."""
         return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+def check_positive_numbers(config, names) -> None:
+    """Each named field must be a finite number > 0 (a NaN or a zero ``norm_eps`` would turn
+    the first forward pass into NaN; ``rope_base`` <= 0 has no logarithm)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def from_dict_checked(cls, d: dict):
