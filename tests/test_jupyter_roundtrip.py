@@ -152,9 +152,10 @@ def test_an_unedited_save_leaves_the_file_byte_identical(server, path):
 
         diff = "\n".join(list(difflib.unified_diff(before.decode().splitlines(), after.decode().splitlines(),
                                                    "on disk", "saved from Jupyter", lineterm="", n=1))[:40])
-        pytest.fail(f"saving {path} from JupyterLab without an edit changed it. If only the front matter moved, "
+        pytest.fail(f"saving {path} from JupyterLab without an edit changed it. If the front matter only moved, "
                     f"write it as jupytext does (keys sorted, lists in [flow, style]): open and save the "
-                    f"file in JupyterLab once.\n{diff}")
+                    f"file in JupyterLab once. If a front-matter key disappeared, add it to "
+                    f"notebook_metadata_filter in {path.split('/')[0]}/jupytext.toml.\n{diff}")
 
 
 def _edit_one_cell(server, path: str, cell_type: str) -> None:
