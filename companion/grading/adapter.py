@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import traceback
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
+
+from .messages import OLD_NAMES, learner_line, missing_function, returned
 
 NOT_IMPLEMENTED = "not yet implemented"
 NAMESPACES = pytest.StashKey[dict]()  # chapter -> a notebook's namespace, set by check()
@@ -41,8 +42,8 @@ _NOTES = pytest.StashKey[list]()  # notes for the report ("graded ch03_attention
 CANONICAL = re.compile(r"^ch\d\d_[A-Za-z0-9_]+\.py$")
 
 # exercise functions renamed since an earlier edition: new name -> old name (the grader tells a
-# learner who still uses the old name what it is called now)
-RENAMED: dict[str, str] = {}
+# learner who still uses the old name what it is called now); the table is messages.OLD_NAMES
+RENAMED: dict[str, str] = {new: old for chapter in OLD_NAMES.values() for old, (new, _) in chapter.items()}
 
 
 def find_chapter_file(folder: Path, chapter: str) -> tuple[Path, str]:
@@ -117,19 +118,21 @@ class LearnerFunction:
         namespaces = lr._config.stash.get(NAMESPACES, {})
         if lr._chapter in namespaces:
             return self._call_here(namespaces[lr._chapter], args, kwargs)
-        from .sandbox import GraderFault, Verdict
+        from .sandbox import GraderFault, Missing, Verdict
 
         try:
             path = lr._path()
-            return grading(lr._config).call(str(path), lr._exercise, self.name, args, kwargs)
+            result = grading(lr._config).call(str(path), lr._exercise, self.name, args, kwargs)
+        except Missing as missing:  # names the function's new name when the file has its old one
+            message = missing_function(lr._chapter, self.name, missing.namespace())
         except Verdict as verdict:
             message = str(verdict)
         except GraderFault as fault:  # not the learner's doing: the grading command exits non-zero
             message = f"the grader could not run this test ({fault})"
         except FileNotFoundError as err:
             message = str(err)
-        if "none found" in message and self.name in RENAMED:
-            message += f" (it was called {RENAMED[self.name]} in an earlier edition: rename it {self.name})"
+        else:
+            return returned(self.name, result)  # None from a function that must return: "forgot `return`?"
         pytest.fail(message, pytrace=False)
 
     def _call_here(self, namespace, args, kwargs):
@@ -138,8 +141,7 @@ class LearnerFunction:
 
         fn = getattr(namespace, self.name, None)
         if not callable(fn):
-            pytest.fail(f"the {self.learner._chapter} exercises must define a function {self.name}(...); none found",
-                        pytrace=False)
+            pytest.fail(missing_function(self.learner._chapter, self.name, namespace), pytrace=False)
         references = resolve_all(self.learner._exercise)
         used = identity_use(fn, references)
         watch = CallWatch(references)
@@ -149,23 +151,13 @@ class LearnerFunction:
         except NotImplementedError as err:
             message = f"{NOT_IMPLEMENTED}: {err or self.name}"
         except Exception as err:
-            message = f"your {self.name} raised {type(err).__name__}: {err}{_learner_line(err)}"
+            message = f"your {self.name} raised {type(err).__name__}: {err}{learner_line(err, fn)}"
         else:
             uses = ([used] if used else []) + [h for h in watch.hits if h != used]
             if not uses:
-                return result
+                return returned(self.name, result)
             message = reference_message(self.learner._exercise, self.name, uses)
         pytest.fail(message, pytrace=False)  # outside the except: no "during handling" chain
-
-
-def _learner_line(err: Exception) -> str:
-    """' (at ch03_attention.py line 42: s = q @ k)' for the deepest frame outside the course's code."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if "companion" not in Path(f.filename).parts
-              and "_pytest" not in f.filename and "pluggy" not in f.filename and "numpy" not in Path(f.filename).parts]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (at {Path(f.filename).name} line {f.lineno}: {(f.line or '').strip()})"
 
 
 class Learner:
@@ -197,6 +189,8 @@ def namespace_of(globals_: dict) -> SimpleNamespace:
 
 
 def _as_array(value, what: str) -> np.ndarray:
+    if value is None:
+        pytest.fail(f"{what} is None: did you forget `return`?", pytrace=False)
     try:
         return np.asarray(value, dtype=float)
     except (TypeError, ValueError):

@@ -7,10 +7,12 @@ DIR gets everything a student needs to work and grade offline, and nothing else:
     DIR/exercises/ch03_attention.py ...   the stubs of the chosen chapters
     DIR/tests/conftest.py (+ its helpers), tests/exercises/conftest.py, test_ch03_*.py ...   the graded tests
     DIR/companion/                        the package (the chapters use it; see below)
-    DIR/pyproject.toml, README.md         install with `pip install -e DIR`
-    DIR/requirements.txt                  the student's own: what grading and Jupyter need
-                                          (JupyterLab, jupytext, pytest), not the book's tools
-                                          (no jupyter-book, no Playwright)
+    DIR/pyproject.toml, LICENSE, README.md            install with `python tools/setup_course.py`: the
+                                          `learner` extra, what grading and Jupyter need (JupyterLab,
+                                          jupytext, pytest), not the book's tools (no jupyter-book,
+                                          no Playwright)
+    DIR/tools/setup_course.py, jupyter_config/, jupytext.toml, exercises/jupytext.toml
+                                          JupyterLab set up to open the exercises as notebooks
 
 and a README saying how to grade: `python -m companion grade` inside DIR grades DIR/exercises,
 the learner's own folder. The solutions folder is never copied, and the bundle is checked for
@@ -31,35 +33,13 @@ from .grader import normalise_chapter
 
 BEGIN = re.compile(_BEGIN.pattern, re.MULTILINE)  # a solution marker line, anywhere in a file
 
-# the course's requirements a student needs (versions as in the course's requirements.txt),
-# plus JupyterLab to open the exercise notebooks
-STUDENT_PACKAGES = ("numpy", "matplotlib", "ipywidgets", "tqdm", "threadpoolctl", "jupytext", "ipykernel",
-                    "pytest", "pytest-timeout")
-STUDENT_EXTRA = ("jupyterlab>=4.0",)
-
-
-def student_requirements(course_requirements: str) -> str:
-    """The bundle's requirements.txt: the course's pins for STUDENT_PACKAGES, and JupyterLab."""
-    pins = {}
-    for line in course_requirements.splitlines():
-        line = line.split("#")[0].strip()
-        name = re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0].lower() if line else ""
-        if name in STUDENT_PACKAGES:
-            pins[name] = line
-    missing = [p for p in STUDENT_PACKAGES if p not in pins]
-    lines = ["# What the exercises, their check() cells and the grader need; nothing for building the book.",
-             *[pins.get(p, p) for p in STUDENT_PACKAGES], *STUDENT_EXTRA]
-    if missing:
-        lines.insert(1, f"# (not pinned by the course: {', '.join(missing)})")
-    return "\n".join(lines) + "\n"
-
 README = """# Exercises: {chapters}
 
 Open the files in `exercises/` in Jupyter (jupytext opens `.py` notebooks) and replace each
 `raise NotImplementedError(...)` with your code. The check cell under each exercise grades it.
 
-Set up once:   python -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/pip install -e .
-Work:          .venv/bin/jupyter lab exercises/
+Set up once:   python tools/setup_course.py        (any OS: makes .venv with JupyterLab and the grader)
+Open them:     .venv/bin/jupyter lab                (Windows: .venv\\Scripts\\jupyter lab)
 Grade it all:  .venv/bin/python -m companion grade          (grades exercises/, your own folder)
           or:  .venv/bin/pytest tests --impl exercises
 
@@ -88,8 +68,10 @@ def make_bundle(chapters: list[str], out: Path, root: Path) -> list[Path]:
     helpers = [p for p in sorted((root / "tests").glob("*.py")) if not p.name.startswith("test_")]
     files += [(p, Path("tests") / p.name) for p in helpers]
     files += [(root / "tests" / "exercises" / "conftest.py", Path("tests/exercises/conftest.py"))]
-    files += [(root / "pyproject.toml", Path("pyproject.toml"))]
-    for src in sorted((root / "companion").rglob("*.py")):
+    setup = ("pyproject.toml", "LICENSE", "jupytext.toml", "exercises/jupytext.toml", "tools/setup_course.py",
+             "jupyter_config/overrides.json")
+    files += [(root / name, Path(name)) for name in setup if (root / name).exists()]
+    for src in sorted(p for p in (root / "companion").rglob("*") if p.suffix in (".py", ".js")):  # + package data
         files.append((src, Path("companion") / src.relative_to(root / "companion")))
     written = []
     for src, rel in files:
@@ -99,9 +81,6 @@ def make_bundle(chapters: list[str], out: Path, root: Path) -> list[Path]:
         written.append(dest)
     readme = README.format(chapters=", ".join(chapters))
     written.append(atomic_write(out / "README.md", lambda f: f.write(readme), mode="w"))
-    course = (root / "requirements.txt").read_text(encoding="utf-8") if (root / "requirements.txt").exists() else ""
-    requirements = student_requirements(course)
-    written.append(atomic_write(out / "requirements.txt", lambda f: f.write(requirements), mode="w"))
     handed_out = [p for p in written if p.suffix == ".py" and p.relative_to(out).parts[0] in ("exercises", "tests")]
     leaked = [p for p in handed_out if BEGIN.search(p.read_text(encoding="utf-8"))]
     if leaked:  # pragma: no cover - would mean exercises/ holds solutions

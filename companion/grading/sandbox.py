@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import codec
-from .workers import _LIVE_WORKERS, POSIX, GraderFault, Limits, Verdict, Worker, unguaranteed
+from .workers import _LIVE_WORKERS, POSIX, GraderFault, Limits, Missing, Verdict, Worker, unguaranteed
 
 
 class Grading:
@@ -221,7 +221,9 @@ class Grading:
         if op == "missing":
             found = reply.get("found")
             got = f" (found a {found}, not a function)" if found else ""
-            raise Verdict(f"the {Path(path).name[:4]} exercises must define a function {name}(...); none found{got}")
+            names = reply.get("names") if isinstance(reply.get("names"), list) else []
+            names = [n for n in names[:500] if isinstance(n, str) and n.isidentifier()]
+            raise Missing(f"the {Path(path).name[:4]} exercises must define a function {name}(...); none found{got}", names)
         if op == "raised":
             raise Verdict(f"{what} raised {message}")
         if op == "interrupted":

@@ -125,7 +125,12 @@ class Worker:
         codec, name = self.codec, header["name"]
         fn = getattr(self.module, name, None)
         if not callable(fn):
-            self.send({"op": "missing", "found": type(fn).__name__ if fn is not None else None})
+            try:  # the functions it does define: the parent names a renamed one
+                names = [n for n, v in vars(self.module).items() if callable(v) and not n.startswith("_")][:500]
+            except Exception:  # noqa: BLE001 - a learner's module that broke its own namespace
+                names = []
+            self.send({"op": "missing", "found": type(fn).__name__ if fn is not None else None,
+                       "names": [str(n)[:100] for n in names]})
             return
         decoder = codec.Decoder(blobs, callback=self.make_callback, allow_import=True)
         args = list(decoder.dec(header["args"]))

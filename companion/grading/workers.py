@@ -34,6 +34,20 @@ class Verdict(Exception):
     """A graded call failed; the message is for the learner."""
 
 
+class Missing(Verdict):
+    """The learner's file defines no such function; ``names`` are the functions it does define
+    (so that the message can say what a function that was renamed is called now)."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.names = names
+
+    def namespace(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(**{n: (lambda: None) for n in self.names})
+
+
 class GraderFault(Exception):
     """The grader itself could not do its job (not the learner's doing)."""
 
