@@ -3,8 +3,9 @@
 Each case below is a mistake a learner makes (two of them once scored full marks: an attention
 that ignores its ``mask`` argument, and a clipping function that rebinds dict entries). The
 graded test functions are called directly with an ``impl`` whose one function is the buggy
-version (the others are the solutions'), and the failure message is checked. A last test runs
-the real pytest path with a ``--impl`` folder of buggy files. A sweep plugs functions that
+version (the others are the solutions'), and the failure message is checked. Two tests take the
+real path: one runs pytest with a ``--impl`` folder of buggy files, the other grades buggy files
+with the real grader, whose workers run them in processes of their own. A sweep plugs functions that
 return junk (None, a number, a wrong tuple, a wrongly shaped array) into every graded test:
 each must fail with a message, never crash with an error of its own.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import math
 import os
 import re
@@ -338,7 +340,7 @@ def test_wrong_solutions_fail_through_the_grader_and_its_workers(tmp_path):
     for chapter in ("ch03", "ch04", "ch05", "ch09"):
         shutil.copy(chapter_file(SOLUTIONS, chapter), folder)
     appended = {  # a later def replaces the solution's
-        "ch03": "\n\n" + "".join(__import__("inspect").getsource(f) for f in (softmax_rows, attention_without_guard))
+        "ch03": "\n\n" + "".join(inspect.getsource(f) for f in (softmax_rows, attention_without_guard))
                 + "\nattention_forward = attention_without_guard\n",
         "ch04": "\n\ndef rmsnorm_forward(x, w, eps=1e-5):\n"
                 "    rrms = 1.0 / np.sqrt((x * x).mean(-1, keepdims=True) + eps)\n"

@@ -14,8 +14,8 @@ import ast
 import json
 import os
 import subprocess
-import tomllib
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 

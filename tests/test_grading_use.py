@@ -4,10 +4,16 @@ A model on every kernel of solutions/ must train exactly like the reference (sam
 gradients, float64), on plain and on left-padded batches; every plugged function must really
 be called; nothing may stay plugged after the with-block; a model built before the block
 uses the learner's functions inside it, and one built inside stops using them after it.
+Inside a graded test, the ``impl`` fixture's proxies (calls to the learner's worker process) plug
+in the same way.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -261,11 +267,6 @@ def test_use_plugs_the_graders_worker_proxies_into_the_model(tmp_path):
     """``use(attention_forward=impl.attention_forward, ...)`` inside a graded test: each call
     from the model goes to the learner's worker and back (cache included), and the model
     matches the reference, on a left-padded batch too."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-
     root = Path(__file__).resolve().parents[1]
     graded = tmp_path / "tests" / "exercises"
     graded.mkdir(parents=True)

@@ -15,6 +15,10 @@ grader:
     any other exception        -> "your attention_forward raised ValueError: ..." (with the line)
     the companion's own answer -> "your attention_forward uses the companion's implementation ..."
     a loop, exit, crash, 40 GB -> "time limit ...", "... exited with status 0", "memory limit ..."
+    None from a function       -> "your rmsnorm_forward returned None: did you forget `return`?"
+    a function's old name      -> "... none found. Your file defines cross_entropy(...): this
+                                   exercise's function is now called cross_entropy_forward ..."
+                                   (messages.py; the same in a worker and under check())
 
 ``expect_close`` then compares a result with the reference. Before the bare "mismatch" it
 checks type, shape and NaN/inf, and it tries the deliberately buggy variants the test
