@@ -33,7 +33,11 @@ def _choose_backend():
         if not cupy.cuda.is_available():  # pragma: no cover - depends on the machine
             raise RuntimeError("COMPANION_BACKEND=cupy but no CUDA GPU is available on this machine")
         return cupy, "cupy"
-    raise ValueError(f"COMPANION_BACKEND must be 'numpy' or 'cupy', got {name!r}")
+    if name == "strict":  # the CPU test double of CuPy (companion/backend_strict.py)
+        from . import backend_strict
+
+        return backend_strict, "strict"
+    raise ValueError(f"COMPANION_BACKEND must be 'numpy', 'cupy' or 'strict', got {name!r}")
 
 
 xp, BACKEND = _choose_backend()
@@ -72,20 +76,35 @@ def dtype_of(name: str):
     return DTYPES[name]
 
 
+def describe() -> str:
+    """Which backend and device serve the companion, in words (the CLI prints it)."""
+    if BACKEND == "cupy":  # pragma: no cover - GPU only
+        props = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        return f"cupy {xp.__version__} on {name} (GPU {xp.cuda.Device().id}, CUDA runtime {xp.cuda.runtime.runtimeGetVersion()})"
+    if BACKEND == "strict":
+        return f"strict (the CPU test double of CuPy, over numpy {numpy.__version__})"
+    return f"numpy {numpy.__version__} on the CPU"
+
+
 def add_at(target: Array, indices: Array, values: Array) -> None:
     """target[indices] += values, adding repeated indices up (unlike `target[indices] += values`)."""
     if BACKEND == "cupy":  # pragma: no cover - GPU only
         import cupyx
 
         cupyx.scatter_add(target, indices, values)
+    elif BACKEND == "strict":
+        from .backend_strict import unwrap
+
+        numpy.add.at(unwrap(target), unwrap(indices), unwrap(values))
     else:
         numpy.add.at(target, indices, values)
 
 
 def to_numpy(a) -> numpy.ndarray:
     """A NumPy copy of any backend array (for plotting, printing and saving)."""
-    if BACKEND == "cupy" and not isinstance(a, numpy.ndarray):  # pragma: no cover - GPU only
-        return a.get()
+    if BACKEND in ("cupy", "strict") and not isinstance(a, numpy.ndarray):
+        return a.get() if hasattr(a, "get") else numpy.asarray(a)
     return numpy.asarray(a)
 
 

@@ -32,6 +32,7 @@ from .backend import xp
 from .config import from_dict_checked
 from .evaluate import check_fits, evaluate
 from .history import History
+from .kernels import plugged
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .optim import AdamW, clip_grad_norm, lr_schedule
 
@@ -152,11 +153,11 @@ def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=Non
             optimizer.lr = lr
             batch = task.batch("train", cfg.batch_size, rng)
             logits = model.forward(xp.asarray(batch.idx))  # (B, T, vocab_size)
-            loss, cache = cross_entropy_forward(logits, xp.asarray(batch.targets), xp.asarray(batch.loss_mask))
+            loss, cache = plugged(cross_entropy_forward)(logits, xp.asarray(batch.targets), xp.asarray(batch.loss_mask))
             if not math.isfinite(loss):
                 raise diverged("the training loss", loss, step, cfg)
             model.zero_grad()
-            model.backward(cross_entropy_backward(cache))
+            model.backward(plugged(cross_entropy_backward)(cache))
             if cfg.grad_clip is not None:
                 norm = clip_grad_norm(grads, cfg.grad_clip)
                 if not math.isfinite(norm):

@@ -154,7 +154,7 @@ MUTATIONS = [
     ("ch05", "5.3", "    dgate = dh * up * sg * (1.0 + gate * (1.0 - sg))", "    dgate = dh * up * sg", "product rule"),
     # crashes and hangs: each fails its own exercise, nothing else
     ("ch05", "5.1", "    return 0.5 * x * (1.0 + t), (x, t)", "    return 0.5 * x * (1.0 + t) + undefined_name, (x, t)", "raised NameError"),
-    ("ch07", "7.2", "    return float(((lse - picked) * mask).sum() / mask.sum())", "    return float('nan')", "NaN"),
+    ("ch07", "7.2", "    loss = float(((lse - picked) * mask).sum() / mask.sum())", "    loss = float('nan')", "NaN"),
     ("ch01", "1.1", "    out, i = [], 0", "    while True:\n        pass", "time limit"),
     ("ch08", "8.1", "    dx = dout @ w.T  # (..., n_in)", "    dx = dout  # (..., n_in)", "shape"),
 ]
@@ -163,7 +163,8 @@ MUTATIONS = [
 # a second set, on exercises the first set already breaks another way (graded in a second run)
 MUTATIONS_2 = [
     ("ch03", "3.2", "    m = s.max(axis=-1, keepdims=True)  # (B, nh, T_q, 1)", "    m = s.max(axis=-2, keepdims=True)", None),
-    ("ch03", "3.2", "    att = e / e.sum(axis=-1, keepdims=True)  # (B, nh, T_q, T_k)", "    att = e / e.sum(axis=-2, keepdims=True)",
+    ("ch03", "3.2", "    z = e.sum(axis=-1, keepdims=True)  # (B, nh, T_q, 1): 0 for a query that may see no key",
+     "    z = e.sum(axis=-2, keepdims=True)",
      "softmax runs over the wrong axis"),
     ("ch01", "1.1", "            i += 2  # both halves of the pair are used up", "            i += 1", "overlapping occurrences"),
     ("ch08", "8.2", "    dx1 = dout + block.norm2.backward(block.ffn.backward(dout))  # (B, T, C)",

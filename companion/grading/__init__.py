@@ -1,6 +1,7 @@
 """Graded exercises: the grader, check() for notebooks, use() to plug a learner's layer in.
 
     adapter.py   the one door from the tests to a learner's code, and failure messages
+    messages.py  renamed functions, a forgotten return, the learner's line, type/shape checks
     grader.py    runs the graded tests with pytest and scores them by their markers
     notebook.py  check("3.2"): the same tests, from inside an exercise notebook
     plug.py      use(attention_forward=...): the companion model on a learner's functions

@@ -19,12 +19,13 @@ matches one of them, the failure names that bug. Every message names the toleran
 from __future__ import annotations
 
 import importlib.util
-import traceback
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
+
+from .messages import learner_line, missing_function, returned
 
 NOT_IMPLEMENTED = "not yet implemented"
 NAMESPACES = pytest.StashKey[dict]()  # chapter -> a notebook's namespace, set by check()
@@ -86,22 +87,12 @@ class LearnerFunction:
 
     def __call__(self, *args, **kwargs):
         try:
-            return self.fn(*args, **kwargs)
+            return returned(self.name, self.fn(*args, **kwargs))
         except NotImplementedError as err:
             message = f"{NOT_IMPLEMENTED}: {err or self.name}"
         except Exception as err:
-            message = f"your {self.name} raised {type(err).__name__}: {err}{_learner_line(err)}"
+            message = f"your {self.name} raised {type(err).__name__}: {err}{learner_line(err, self.fn)}"
         pytest.fail(message, pytrace=False)  # outside the except: no "during handling" chain
-
-
-def _learner_line(err: Exception) -> str:
-    """' (at ch03_attention.py line 42: s = q @ k)' for the deepest frame in a learner's file."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if "companion" not in Path(f.filename).parts
-              and "_pytest" not in f.filename and "pluggy" not in f.filename]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (at {Path(f.filename).name} line {f.lineno}: {(f.line or '').strip()})"
 
 
 class Learner:
@@ -116,7 +107,7 @@ class Learner:
         module = load_chapter(self._config, self._chapter)
         fn = getattr(module, name, None)
         if not callable(fn):
-            pytest.fail(f"the {self._chapter} exercises must define a function {name}(...); none found", pytrace=False)
+            pytest.fail(missing_function(self._chapter, name, module), pytrace=False)
         return LearnerFunction(name, fn)
 
 
@@ -129,6 +120,8 @@ def namespace_of(globals_: dict) -> SimpleNamespace:
 
 
 def _as_array(value, what: str) -> np.ndarray:
+    if value is None:
+        pytest.fail(f"{what} is None: did you forget `return`?", pytrace=False)
     try:
         return np.asarray(value, dtype=float)
     except (TypeError, ValueError):
