@@ -27,7 +27,7 @@ MODEL_HELP = {
     "positions": "how the model knows token order (default: the family's)",
     "ffn": "feed-forward nonlinearity (default: the family's)",
     "bias": "biases in linear layers and LayerNorm (default: the family's)",
-    "tie_weights": "output head reuses the token-embedding matrix (default: the family's)",
+    "tie_weights": "output head reuses the token-embedding matrix (default: the preset's, else the family's: gpt ties, llama does not)",
     "norm_placement": "norm before each sub-layer (pre, GPT-2) or after the residual add (post, 2017 paper)",
     "norm_eps": "small number added inside the norm's square root, so it never divides by zero",
     "rope_base": "RoPE's base wavelength: larger spreads the rotation frequencies further",

@@ -45,13 +45,30 @@ def test_every_config_field_is_a_flag():
 
 
 def test_flags_reach_the_config(tmp_path, capsys):
-    run_train(tmp_path, capsys, "--family", "llama", "--no-tie-weights", "--lr", "0.002", "--betas", "0.8", "0.9",
+    run_train(tmp_path, capsys, "--family", "llama", "--tie-weights", "--lr", "0.002", "--betas", "0.8", "0.9",
               "--grad-clip", "none")
     ck = load_checkpoint(tmp_path / "ck")
     c = ck.config
-    assert (c.family, c.n_layer, c.n_embd, c.n_head, c.tie_weights, c.norm) == ("llama", 1, 16, 2, False, "rmsnorm")
+    assert (c.family, c.n_layer, c.n_embd, c.n_head, c.tie_weights, c.norm) == ("llama", 1, 16, 2, True, "rmsnorm")
     assert ck.train_config["lr"] == 0.002 and ck.train_config["betas"] == [0.8, 0.9]
     assert ck.train_config["grad_clip"] is None and ck.train_config["steps"] == 20
+
+
+@pytest.mark.parametrize("flags, tied", [
+    ([], False),  # the ListOps model keeps its head untied
+    (["--tie-weights"], True),
+    (["--preset", "baby"], True),  # nanoGPT's model ties
+    (["--preset", "baby", "--no-tie-weights"], False),
+    (["--preset", "llama-2m"], True),  # the LLaMA-style 2.3M model ties
+    (["--preset", "llama-2m", "--no-tie-weights"], False),
+])
+def test_tie_weights_flags_override_the_preset(flags, tied):
+    from companion.cli_flags import build_config, build_task
+    parser = build_parser()
+    args = parser.parse_args(["train", "--task", "listops", *flags])
+    task = build_task(args)
+    config = build_config(args, task)
+    assert config.tie_weights is tied and config.vocab_size == task.vocab_size
 
 
 def test_train_json_eval_generate(tmp_path, capsys):
