@@ -207,3 +207,25 @@ def cached_activation_bytes(model) -> dict[str, int]:
                 out[cache_component(name)] += int(root.nbytes)
     out["total"] = sum(out.values())
     return out
+
+
+def by_component(config: ModelConfig, batch_size: int, seq_len: int | None = None,
+                 dtype: str | None = None) -> dict[str, dict[str, int]]:
+    """One table: per component, its parameters, forward FLOPs and activation bytes (cached
+    for backward), for a forward pass over (batch_size, seq_len) tokens; plus a 'total' row.
+    Positions are folded into 'embedding'; a tied head has no parameters of its own but
+    still costs its FLOPs."""
+    p = parameter_counts(config)
+    f = forward_flops(config, batch_size, seq_len)
+    a = activation_bytes(config, batch_size, seq_len, dtype)
+    rows = {
+        "embedding": (p["token_embedding"] + p["positions"], 0, a["embedding"] + a["positions"]),
+        "attention": (p["attention"], f["qkv"] + f["attn_scores"] + f["attn_mix"] + f["attn_proj"], a["attention"]),
+        "feedforward": (p["feedforward"], f["ffn"], a["feedforward"]),
+        "norms": (p["norms"], 0, a["norms"]),
+        "head": (p["head"], f["head"], a["head"]),
+    }
+    table = {k: dict(params=v[0], forward_flops=v[1], activation_bytes=v[2]) for k, v in rows.items()}
+    table["total"] = {m: sum(r[m] for r in table.values()) for m in ("params", "forward_flops", "activation_bytes")}
+    assert table["total"]["params"] == p["total"] and table["total"]["forward_flops"] == f["total"]
+    return table

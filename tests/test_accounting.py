@@ -115,3 +115,12 @@ def test_cached_bytes_leave_parameters_out_and_count_a_view_as_the_array_it_keep
     v = model.blocks[0].attn.cache[0][2]
     assert v.nbytes == 2 * 8 * 16 * 4 and accounting._root(v).nbytes == 3 * v.nbytes
     assert accounting.cached_activation_bytes(model) == accounting.activation_bytes(rope, 2, 8)
+
+
+def test_the_component_table_adds_up_to_each_total():
+    config = accounting.reference_config("llama-7b")
+    table = accounting.by_component(config, 1, 16, "bfloat16")
+    assert table["total"]["params"] == 6_738_415_616
+    assert table["total"]["forward_flops"] == accounting.forward_flops(config, 1, 16)["total"]
+    assert table["total"]["activation_bytes"] == accounting.activation_bytes(config, 1, 16, "bfloat16")["total"]
+    assert table["head"]["params"] == 4096 * 32000 and table["norms"]["forward_flops"] == 0
