@@ -170,6 +170,8 @@ def test_bits_per_character_survives_large_logits(impl):
     logits, targets, mask = scored(np.random.default_rng(1), scale=1000.0)
     want, _ = reference_bpc(logits, targets, mask, 50)
     got = impl.bits_per_character(logits, targets, mask, 50)
-    expect(got is not None and math.isfinite(float(got)),
+    expect(isinstance(got, (float, np.floating)) and not isinstance(got, bool),
+           f"bits_per_character must return a float, got {type(got).__name__}")
+    expect(math.isfinite(float(got)),
            f"bits per character is {got} for logits of about 1000: subtract each row's maximum before exp")
     expect(math.isclose(float(got), want, rel_tol=1e-9), f"bits per character {float(got):.6g}, expected {want:.6g} at large logits")
