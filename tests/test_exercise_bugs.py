@@ -241,7 +241,7 @@ JUNK = {
 
 
 def graded_tests():
-    for chapter in (f"ch{n:02d}" for n in range(1, 11)):
+    for chapter in sorted(p.name[:4] for p in (Path(__file__).resolve().parents[1] / "solutions").glob("ch[0-9][0-9]_*.py")):
         module = graded(chapter)
         for name in dir(module):
             test = getattr(module, name)
