@@ -19,11 +19,12 @@ from .module import Module, check_input
 def layernorm_forward(x: Array, w: Array, b: Array | None, eps: float = 1e-5) -> tuple[Array, tuple]:
     """x (..., C), w (C,), b (C,) or None -> out (..., C)."""
     mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mean  # (..., C)
-    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1), the biased variance
+    xhat = x - mean  # (..., C), centred; scaled in place below
+    out = xhat * xhat  # (..., C), scratch for the squares (reused for the output)
+    var = out.mean(axis=-1, keepdims=True)  # (..., 1), the biased variance
     rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1)
-    xhat = xc * rstd  # (..., C)
-    out = xhat * w  # (..., C)
+    xhat *= rstd  # (..., C)
+    xp.multiply(xhat, w, out=out)  # (..., C)
     if b is not None:
         out += b
     return out, (xhat, rstd, w, b is not None)
@@ -33,10 +34,14 @@ def layernorm_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array |
     """dout (..., C) -> dx (..., C), dw (C,), db (C,) or None."""
     xhat, rstd, w, has_bias = cache
     C = xhat.shape[-1]
-    dw = (dout * xhat).reshape(-1, C).sum(axis=0)  # (C,)
+    tmp = dout * xhat  # (..., C), scratch
+    dw = tmp.reshape(-1, C).sum(axis=0)  # (C,)
     db = dout.reshape(-1, C).sum(axis=0) if has_bias else None  # (C,)
-    dxhat = dout * w  # (..., C)
-    dx = dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+    dx = dout * w  # (..., C): dxhat, turned into dx in place
+    xp.multiply(dx, xhat, out=tmp)
+    proj = tmp.mean(axis=-1, keepdims=True)  # (..., 1), mean(dxhat * xhat)
+    dx -= dx.mean(axis=-1, keepdims=True)
+    dx -= xp.multiply(xhat, proj, out=tmp)
     dx *= rstd  # (..., C)
     return dx, dw, db
 
