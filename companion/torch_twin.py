@@ -175,7 +175,7 @@ def build_torch_model(config):
             if targets is None:
                 return logits, None
             if mask is None:  # every position scored: the plain mean cross-entropy
-                return logits, F.cross_entropy(logits.view(B * T, -1), targets.view(-1))
+                return logits, F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1))
             weight = torch.as_tensor(mask).to(logits.dtype)
             picked = torch.where(weight > 0, targets, torch.zeros_like(targets))  # masked targets never read
             nll = F.cross_entropy(logits.reshape(B * T, -1), picked.reshape(-1), reduction="none")  # (B*T,)
