@@ -14,10 +14,11 @@ arrays by name; ``step`` updates the parameters in place. Set ``opt.lr`` before 
 to follow a schedule.
 
 Speed: a Transformer keeps all its parameters in one buffer (``module.pack_parameters``). Adam
-then sees that the arrays tile one buffer and runs its update on the whole buffer at once (its
-moments m and v are one buffer each, with a view per parameter for ``state_dict``): about ten
-NumPy operations per step instead of about ten per parameter array. Any other dict of arrays
-is updated one array at a time, with the same arithmetic.
+then sees that the arrays tile one buffer and runs its update on the buffer (its moments m and
+v are one buffer each, with a view per parameter for ``state_dict``), in pieces of ``CHUNK``
+numbers that fit in the CPU's cache: about ten NumPy operations per piece instead of about ten
+per parameter array, most of them tiny. Any other dict of arrays is updated one array at a
+time, with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ import math
 
 from .backend import Array, xp
 from .module import flat_layout
+
+# Elements per piece of the buffer that Adam updates at a time: 64k float32 numbers are 256 KiB,
+# so the five arrays of a piece (p, g, m, v and a scratch) fit in a core's L2 cache (1-2 MiB) and
+# each of the update's ten passes reads from the cache, not from main memory.
+CHUNK = 65536
 
 
 class Optimizer:
@@ -104,7 +110,9 @@ class Adam(Optimizer):
                     g = g.copy()
                     for part in decayed:
                         g[part] += self.weight_decay * p[part]  # Adam: an L2 term in the gradient
-            self._update(p, g, m, v)
+            for start in range(0, p.size, CHUNK):  # a piece at a time, so that its arrays stay in cache
+                part = slice(start, start + CHUNK)
+                self._update(p[part], g[part], m[part], v[part])
             return
         for name, p in self.params.items():
             g = self.grads[name]
