@@ -72,7 +72,7 @@ def attention_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
     dv = att.swapaxes(-2, -1) @ dout  # (B, nh, T_k, hs)
     datt = dout @ v.swapaxes(-2, -1)  # (B, nh, T_q, T_k)
     ds = datt  # softmax backward, in place: ds = att * (datt - sum(datt * att)) * scale
-    ds -= (datt * att).sum(axis=-1, keepdims=True)  # (B, nh, T_q, 1) subtracted from every row
+    ds -= xp.einsum("...ij,...ij->...i", datt, att)[..., None]  # (B, nh, T_q, 1): each row's datt . att
     ds *= att
     ds *= scale
     dq = ds @ k  # (B, nh, T_q, hs)
