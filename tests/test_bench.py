@@ -79,7 +79,7 @@ def test_cli_bench_two_steps_json(capsys):
     r = json.loads(out[-1])
     assert "ratio companion / torch" in "\n".join(out[:-1])  # the human report comes first
     for key in ("params", "threads", "flops_per_step", "sgemm_peak_gflops", "companion", "torch",
-                "ratio_companion_over_torch", "max_loss_diff"):
+                "ratio_companion_over_torch", "ratio_stepwise_median", "max_loss_diff"):
         assert key in r, key
     assert r["threads"] == 1 and r["steps"] == 2 and r["batch_size"] == 12 and r["block_size"] == 64
     assert r["params"] == Transformer(preset("baby"), np.random.default_rng(0)).num_params()
