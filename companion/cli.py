@@ -272,11 +272,12 @@ def add_bench_parser(subparsers) -> None:
 def bench_command(args) -> int:
     from .bench import bench_config, format_report, run_bench
 
-    if args.vs_torch:
+    if args.vs_torch or args.recipe:
         try:
             import torch  # noqa: F401
         except ImportError:
-            raise UsageError("--vs-torch needs PyTorch (CPU): pip install torch==2.13.0") from None
+            flag = "--recipe" if args.recipe else "--vs-torch"
+            raise UsageError(f"{flag} needs PyTorch (CPU): pip install torch==2.13.0") from None
     if args.profile or args.recipe:
         from .bench import bench_mode_command
 
