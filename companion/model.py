@@ -12,6 +12,8 @@ reverse and leaves every parameter's gradient in ``gradients()``. A training ste
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .backend import Array, dtype_of
@@ -47,6 +49,16 @@ class Transformer(Module):
 
     def zero_grad(self) -> None:
         self._flat_grads.fill(0)  # every gradient array is a view of this buffer
+
+    def __deepcopy__(self, memo):
+        """A deep copy that owns one buffer again: ``copy.deepcopy`` copies every view on its own,
+        which would leave the copy's parameters outside its buffer (and zero_grad clearing nothing)."""
+        twin = type(self).__new__(type(self))
+        memo[id(self)] = twin
+        for name, value in vars(self).items():
+            setattr(twin, name, copy.deepcopy(value, memo))
+        twin._flat_params, twin._flat_grads = pack_parameters(twin)
+        return twin
 
     def forward(self, idx: Array, pad_mask: Array | None = None, kv_cache: KVCache | None = None) -> Array:
         """idx (B, T) token ids -> logits (B, T, vocab_size).

@@ -140,3 +140,19 @@ def test_training_keeps_the_buffer():
                         np.random.default_rng(0))
     train(model, task, TrainConfig(steps=2, batch_size=4, eval_every=0, eval_size=8), np.random.default_rng(0), progress=False)
     assert_packed(model)
+
+
+def test_a_deep_copy_has_its_own_buffer():
+    import copy
+
+    model = Transformer(CFG.replace(tie_weights=True), np.random.default_rng(0))
+    twin = copy.deepcopy(model)
+    assert_packed(twin)
+    assert not np.shares_memory(twin._flat_params, model._flat_params)
+    for n, p in model.parameters().items():
+        assert np.array_equal(twin.parameters()[n], p), n
+    assert twin.head._tied is twin.wte  # the tied head still reads the copy's own embedding
+    for g in twin.gradients().values():
+        g += 1.0
+    twin.zero_grad()
+    assert all(not g.any() for g in twin.gradients().values())
