@@ -43,8 +43,11 @@ class Block(Module):
 
     def backward(self, dout: Array) -> Array:
         if self.pre_norm:
-            dx = dout + self.norm2.backward(self.ffn.backward(dout))
-            return dx + self.norm1.backward(self.attn.backward(dx))
+            dx = self.norm2.backward(self.ffn.backward(dout))
+            dx += dout  # the residual path: in place, into the fresh array the branch returned
+            dx_branch = self.norm1.backward(self.attn.backward(dx))
+            dx_branch += dx
+            return dx_branch
         dx = self.norm2.backward(dout)
         dx = dx + self.ffn.backward(dx)
         dx = self.norm1.backward(dx)
