@@ -26,7 +26,7 @@ from companion.grading.bundle import make_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
-CHAPTERS = [f"ch{n:02d}" for n in range(1, 11)]
+CHAPTERS = sorted(p.name[:4] for p in SOLUTIONS.glob("ch[0-9][0-9]_*.py"))  # every chapter with exercises
 
 
 def grade(*args, cwd=ROOT, env=None, timeout=240) -> subprocess.CompletedProcess:
@@ -152,6 +152,10 @@ MUTATIONS = [
     ("ch06", "6.1", "    z = np.asarray(logits, dtype=np.float64) / temperature", "    z = np.asarray(logits, dtype=np.float64) * temperature",
      "multiplied by the temperature"),
     ("ch05", "5.3", "    dgate = dh * up * sg * (1.0 + gate * (1.0 - sg))", "    dgate = dh * up * sg", "product rule"),
+    ("ch12", "12.1", "        correction = np.exp(m - m_new)  # (T_q, 1): rescales the sums made under the old maximum",
+     "        correction = 1.0", "not rescaled by exp(m - m_new)"),
+    ("ch12", "12.3", "    return 2 * n_layer * batch_size * seq_len * n_kv_head * head_size * bytes_per_number",
+     "    return 2 * n_layer * batch_size * seq_len * n_head * head_size * bytes_per_number", "n_kv_head shared heads"),
     # crashes and hangs: each fails its own exercise, nothing else
     ("ch05", "5.1", "    return 0.5 * x * (1.0 + t), (x, t)", "    return 0.5 * x * (1.0 + t) + undefined_name, (x, t)", "raised NameError"),
     ("ch07", "7.2", "    loss = float(((lse - picked) * mask).sum() / mask.sum())", "    loss = float('nan')", "NaN"),
