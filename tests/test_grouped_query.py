@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from model_helpers import perturb
 
+import companion
 from companion import Transformer, accounting, check_layer, check_model, cross_entropy_backward, cross_entropy_forward
 from companion import gradcheck, load_checkpoint, preset, save_checkpoint
 from companion.attention import CausalSelfAttention
@@ -153,3 +154,29 @@ def test_logits_loss_and_gradients_match_pytorch(n_kv_head):
     assert set(ours) == set(theirs)
     for name in ours:
         np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_chapter_3s_attention_exercise_runs_a_grouped_query_model_unchanged():
+    # The kernel contract is q, k, v with n_head heads each: the layer repeats the shared k/v heads
+    # before the kernel, so the learner's chapter-3 pair needs no change for grouped-query attention.
+    from pathlib import Path
+
+    from companion.grading.adapter import chapter_file, import_by_path
+
+    ch03 = import_by_path(chapter_file(Path(__file__).resolve().parents[1] / "solutions", "ch03"))
+    model = gqa_model(1)
+    rng = np.random.default_rng(4)
+    idx, targets = rng.integers(0, 16, size=(2, 7)), rng.integers(0, 16, size=(2, 7))
+
+    def step():
+        model.zero_grad()
+        loss, cache = cross_entropy_forward(model.forward(idx), targets)
+        model.backward(cross_entropy_backward(cache))
+        return loss, {k: g.copy() for k, g in model.gradients().items()}
+
+    want_loss, want = step()
+    with companion.use(attention_forward=ch03.attention_forward, attention_backward=ch03.attention_backward):
+        got_loss, got = step()
+    assert got_loss == pytest.approx(want_loss, rel=1e-12)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-9, atol=1e-12, err_msg=name)
