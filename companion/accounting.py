@@ -8,8 +8,9 @@ Parameters, per component (C = n_embd, H = ffn_hidden, V = vocab_size, L = n_lay
 
     token embedding      V C
     learned positions    block_size C                   (none for sinusoidal or RoPE)
-    attention, a layer   C 3C + C C   (+ 3C + C biases)
-    feed-forward         2 C H        (+ H + C biases); SwiGLU: 3 C H, no biases
+    attention, a layer   C 3C + C C   (+ 3C + C biases); with n_kv_head < n_head (grouped-query),
+                         k and v shrink to C K each, K = n_kv_head * head_size: C (C + 2K) + C C
+    feed-forward         2 C H        (+ H + C biases); SwiGLU: 3 C H (+ 2H + C biases)
     norms                2 per layer + 1 final: C weights each (+ C biases for LayerNorm)
     output head          C V, or 0 when tied to the token embedding
 
@@ -50,16 +51,17 @@ def reference_config(name: str) -> ModelConfig:
 def parameter_counts(config: ModelConfig) -> dict[str, int]:
     """Parameters by component (all layers summed); 'total' is what ``num_params()`` reports."""
     C, H, V, L = config.n_embd, config.ffn_hidden, config.vocab_size, config.n_layer
+    K = config.n_kv_head * config.head_size  # width of k and of v (= C without grouped-query attention)
     bias = bool(config.bias)
     norm = C * (2 if config.norm == "layernorm" and bias else 1)  # weight (+ bias) of one norm
     if config.ffn == "swiglu":
-        ffn = 3 * C * H  # gate, up, down: no biases in LLaMA's SwiGLU
+        ffn = 3 * C * H + (2 * H + C if bias else 0)  # gate, up, down (LLaMA's have no biases)
     else:
         ffn = 2 * C * H + (H + C if bias else 0)
     counts = {
         "token_embedding": V * C,
         "positions": config.block_size * C if config.positions == "learned" else 0,
-        "attention": L * (4 * C * C + (4 * C if bias else 0)),
+        "attention": L * (2 * C * C + 2 * C * K + (2 * C + 2 * K if bias else 0)),
         "feedforward": L * ffn,
         "norms": (2 * L + (1 if config.norm_placement == "pre" else 0)) * norm,
         "head": 0 if config.tie_weights else C * V,
@@ -72,9 +74,10 @@ def forward_flops(config: ModelConfig, batch_size: int, seq_len: int | None = No
     """Matrix-product FLOPs of one forward pass over (batch_size, seq_len) tokens, by component."""
     B, T = batch_size, seq_len or config.block_size
     C, H, V, L = config.n_embd, config.ffn_hidden, config.vocab_size, config.n_layer
+    K = config.n_kv_head * config.head_size  # width of k and of v (= C without grouped-query attention)
     n_ffn_mats = 3 if config.ffn == "swiglu" else 2
     flops = {
-        "qkv": L * 2 * B * T * C * 3 * C,
+        "qkv": L * 2 * B * T * C * (C + 2 * K),
         "attn_scores": L * 2 * B * T * T * C,  # n_head products (T, hs) @ (hs, T); n_head * hs = C
         "attn_mix": L * 2 * B * T * T * C,  # (T, T) @ (T, hs) per head, all T x T computed then masked
         "attn_proj": L * 2 * B * T * C * C,
@@ -104,12 +107,13 @@ def training_memory(config: ModelConfig, dtype: str = "float32", optimizer: str 
 
 
 def kv_cache_bytes(config: ModelConfig, batch_size: int, seq_len: int | None = None, dtype: str = "float32") -> int:
-    """Bytes of a KV cache holding seq_len positions: a key and a value vector of n_embd numbers
-    for every layer, batch element and position."""
+    """Bytes of a KV cache holding seq_len positions: a key and a value vector of
+    n_kv_head * head_size numbers (n_embd without grouped-query attention) for every layer,
+    batch element and position."""
     if dtype not in BYTES_PER:
         raise ValueError(f"dtype must be one of {sorted(BYTES_PER)}, got {dtype!r}")
     T = seq_len or config.block_size
-    return 2 * config.n_layer * batch_size * T * config.n_embd * BYTES_PER[dtype]
+    return 2 * config.n_layer * batch_size * T * config.n_kv_head * config.head_size * BYTES_PER[dtype]
 
 
 def _check_dtype(dtype: str) -> int:

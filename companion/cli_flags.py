@@ -36,6 +36,7 @@ MODEL_HELP = {
     "norm_eps": "small number added inside the norm's square root, so it never divides by zero",
     "rope_base": "RoPE's base wavelength: larger spreads the rotation frequencies further",
     "dtype": "float32 (fast) or float64 (exact enough for gradient checks)",
+    "n_kv_head": "key/value heads (llama): n_head by default, 1 for multi-query, a divisor of n_head for grouped-query",
 }
 TRAIN_HELP = {
     "steps": "optimizer steps in all (a resumed run continues up to this)",
