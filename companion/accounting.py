@@ -15,7 +15,7 @@ Parameters, per component (C = n_embd, H = ffn_hidden, V = vocab_size, L = n_lay
     output head          C V, or 0 when tied to the token embedding
 
 Forward FLOPs count matrix products only, 2 m k n for (m, k) @ (k, n), the convention of
-``companion.bench``: norms, softmax and activations are O(B T C) and are left out. A training
+``companion.tools.bench``: norms, softmax and activations are O(B T C) and are left out. A training
 step costs about 3x the forward (each product's backward is two products of the same size),
 which with N parameters and D tokens gives the familiar 6 N D when T is small next to C.
 

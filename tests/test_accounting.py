@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from companion import accounting
-from companion.bench import flops_per_step
+from companion.tools.bench import flops_per_step
 from companion.config import PRESETS, ModelConfig, preset
 from companion.model import Transformer
 

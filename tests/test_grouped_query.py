@@ -134,7 +134,7 @@ def test_a_grouped_query_checkpoint_round_trips(tmp_path):
 @pytest.mark.parametrize("n_kv_head", [1, 2])
 def test_logits_loss_and_gradients_match_pytorch(n_kv_head):
     torch = pytest.importorskip("torch", reason="PyTorch (CPU) is the reference for parity tests")
-    from companion.torch_twin import build_torch_model, copy_weights, torch_gradients, torch_num_params
+    from companion.tools.torch_twin import build_torch_model, copy_weights, torch_gradients, torch_num_params
 
     model = gqa_model(n_kv_head)
     twin = build_torch_model(model.config)

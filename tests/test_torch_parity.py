@@ -1,4 +1,4 @@
-"""Parity with PyTorch autograd: the same weights in companion.torch_twin give the same
+"""Parity with PyTorch autograd: the same weights in companion.tools.torch_twin give the same
 logits, loss and gradients (float64, 1e-6), and the optimizers follow torch.optim's
 trajectories. A mismatch names the parameter, so the failing layer is obvious.
 """
@@ -15,7 +15,7 @@ from companion import (SGD, Adam, AdamW, Transformer, clip_grad_norm, cross_entr
                        lr_schedule, preset)
 
 torch = pytest.importorskip("torch", reason="PyTorch (CPU) is the reference for these tests: pip install torch==2.13.0")
-from companion.torch_twin import build_torch_model, copy_weights, torch_gradients, torch_num_params, torch_parameters  # noqa: E402
+from companion.tools.torch_twin import build_torch_model, copy_weights, torch_gradients, torch_num_params, torch_parameters  # noqa: E402
 
 pytestmark = pytest.mark.torch
 TOL = dict(rtol=1e-6, atol=1e-9)

@@ -25,8 +25,8 @@ import math
 
 import numpy as np
 
-from .backend import to_numpy
-from .positions import rope_tables, sinusoidal_table
+from ..backend import to_numpy
+from ..positions import rope_tables, sinusoidal_table
 
 TORCH_DTYPES = ("float32", "float64")
 
