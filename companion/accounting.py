@@ -9,8 +9,8 @@ Parameters, per component (C = n_embd, H = ffn_hidden, V = vocab_size, L = n_lay
     token embedding      V C
     learned positions    block_size C                   (none for sinusoidal or RoPE)
     attention, a layer   C 3C + C C   (+ 3C + C biases)
-    feed-forward         2 C H        (+ H + C biases); SwiGLU: 3 C H, no biases
-    norms                2 per layer + 1 final: C weights each (+ C biases for LayerNorm)
+    feed-forward         2 C H        (+ H + C biases); SwiGLU: 3 C H, no biases; none if attn_only
+    norms                2 per layer (1 if attn_only) + 1 final: C weights each (+ C biases for LayerNorm)
     output head          C V, or 0 when tied to the token embedding
 
 Forward FLOPs count matrix products only, 2 m k n for (m, k) @ (k, n), the convention of
@@ -54,8 +54,8 @@ def parameter_counts(config: ModelConfig) -> dict[str, int]:
         "token_embedding": V * C,
         "positions": config.block_size * C if config.positions == "learned" else 0,
         "attention": L * (4 * C * C + (4 * C if bias else 0)),
-        "feedforward": L * ffn,
-        "norms": (2 * L + (1 if config.norm_placement == "pre" else 0)) * norm,
+        "feedforward": 0 if config.attn_only else L * ffn,
+        "norms": ((1 if config.attn_only else 2) * L + (1 if config.norm_placement == "pre" else 0)) * norm,
         "head": 0 if config.tie_weights else C * V,
     }
     counts["total"] = sum(counts.values())
@@ -72,7 +72,7 @@ def forward_flops(config: ModelConfig, batch_size: int, seq_len: int | None = No
         "attn_scores": L * 2 * B * T * T * C,  # n_head products (T, hs) @ (hs, T); n_head * hs = C
         "attn_mix": L * 2 * B * T * T * C,  # (T, T) @ (T, hs) per head, all T x T computed then masked
         "attn_proj": L * 2 * B * T * C * C,
-        "ffn": L * n_ffn_mats * 2 * B * T * C * H,
+        "ffn": 0 if config.attn_only else L * n_ffn_mats * 2 * B * T * C * H,
         "head": 2 * B * T * C * V,
     }
     flops["total"] = sum(flops.values())
