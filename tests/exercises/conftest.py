@@ -14,7 +14,7 @@ from companion.grading.adapter import Learner
 
 
 def pytest_configure(config):
-    for n in range(1, 11):
+    for n in range(1, 15):
         config.addinivalue_line("markers", f"ch{n:02d}: graded exercise test of chapter {n}")
     config.addinivalue_line("markers", "exercise(id, title): the exercise a graded test belongs to")
     config.addinivalue_line("markers", "points(n): what passing this graded test is worth")
