@@ -72,7 +72,8 @@ def measure(model, batch: RepeatBatch) -> dict:
         "repeated_loss": float(repeated_loss),
         "first_loss": float(first_loss),
         "previous_token": np.array([previous_token_scores(a) for a in atts]),  # (n_layer, n_head)
-        "induction": np.array([induction_scores(a, batch.periods) for a in atts]),  # (n_layer, n_head)
+        # the first repeat only: there, each query's token has exactly one earlier occurrence
+        "induction": np.array([induction_scores(a, batch.periods, 2 * batch.periods) for a in atts]),
     }
 
 
