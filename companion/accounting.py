@@ -17,9 +17,15 @@ Forward FLOPs count matrix products only, 2 m k n for (m, k) @ (k, n), the conve
 ``companion.bench``: norms, softmax and activations are O(B T C) and are left out. A training
 step costs about 3x the forward (each product's backward is two products of the same size),
 which with N parameters and D tokens gives the familiar 6 N D when T is small next to C.
+
+Activation memory (``activation_bytes``) is what one forward pass leaves in the modules'
+caches for backward to read; ``cached_activation_bytes`` measures the same thing on a real
+model, so the formula is checked against the arrays the code actually keeps.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from .config import ModelConfig
 
@@ -87,8 +93,7 @@ def training_step_flops(config: ModelConfig, batch_size: int, seq_len: int | Non
 def training_memory(config: ModelConfig, dtype: str = "float32", optimizer: str = "adamw") -> dict[str, int]:
     """Bytes held for the whole run, not per step: weights, their gradients and the optimizer's
     state (Adam/AdamW keep two moments per parameter, SGD with momentum one, plain SGD none)."""
-    if dtype not in BYTES_PER:
-        raise ValueError(f"dtype must be one of {sorted(BYTES_PER)}, got {dtype!r}")
+    _check_dtype(dtype)
     moments = {"adamw": 2, "adam": 2, "sgd_momentum": 1, "sgd": 0}
     if optimizer not in moments:
         raise ValueError(f"optimizer must be one of {sorted(moments)}, got {optimizer!r}")
@@ -105,3 +110,122 @@ def kv_cache_bytes(config: ModelConfig, batch_size: int, seq_len: int | None = N
         raise ValueError(f"dtype must be one of {sorted(BYTES_PER)}, got {dtype!r}")
     T = seq_len or config.block_size
     return 2 * config.n_layer * batch_size * T * config.n_embd * BYTES_PER[dtype]
+
+
+def _check_dtype(dtype: str) -> int:
+    if dtype not in BYTES_PER:
+        raise ValueError(f"dtype must be one of {sorted(BYTES_PER)}, got {dtype!r}")
+    return BYTES_PER[dtype]
+
+
+ACTIVATION_COMPONENTS = ("embedding", "positions", "norms", "attention", "feedforward", "head")
+TOKEN_ID_BYTES = np.dtype(np.intp).itemsize  # token and position ids: numpy's default integer
+
+
+def activation_bytes(config: ModelConfig, batch_size: int, seq_len: int | None = None,
+                     dtype: str | None = None) -> dict[str, int]:
+    """Bytes that one forward pass over (batch_size, seq_len) tokens leaves in the model's
+    caches for backward, by component (all layers summed). dtype defaults to the config's.
+
+    Counted as ``cached_activation_bytes`` measures them: each buffer once, a view counted as
+    the whole array it keeps alive, parameters (which a cache also references) left out. The
+    logits the model returns and the loss's own cache (both (B, T, V)) are not the model's."""
+    B, T = batch_size, seq_len or config.block_size
+    s = _check_dtype(dtype or config.dtype)
+    C, H, L, nh = config.n_embd, config.ffn_hidden, config.n_layer, config.n_head
+    BTC, BTH = B * T * C, B * T * H
+    # embedding: the token ids idx (B, T), kept to scatter the gradient back into wte's rows
+    # positions: learned ones keep their position ids (1, T); sinusoidal and RoPE keep nothing
+    # norms: xhat (B, T, C) and 1/std (B, T, 1) per norm; 2 per block, + 1 final for pre-norm
+    n_norms = 2 * L + (1 if config.norm_placement == "pre" else 0)
+    # attention, a layer: c_attn's input (B, T, C); q, k, v, which are views of one qkv array
+    #   (B, T, 3C) that they keep alive whole; with RoPE, q and k are rotated copies (2 B T C
+    #   more, v still holds qkv); the weights att (B, nh, T, T); c_proj's input y (B, T, C)
+    qkv = 3 * BTC + (2 * BTC if config.positions == "rope" else 0)
+    attention = BTC + qkv + B * nh * T * T + BTC
+    # feed-forward, a layer: the input (B, T, C), shared by SwiGLU's two input matrices, then
+    #   GELU: pre-activation, tanh, output (3 B T H); ReLU: pre-activation, output (2 B T H);
+    #   SwiGLU: gate, up, sigmoid(gate), silu(gate), output (5 B T H)
+    hidden = {"gelu": 3, "relu": 2, "swiglu": 5}[config.ffn]
+    out = {
+        "embedding": B * T * TOKEN_ID_BYTES,
+        "positions": T * TOKEN_ID_BYTES if config.positions == "learned" else 0,
+        "norms": n_norms * (BTC + B * T) * s,
+        "attention": L * attention * s,
+        "feedforward": L * (BTC + hidden * BTH) * s,
+        # head: its input (B, T, C); a tied head also references wte, a parameter
+        "head": BTC * s,
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def _root(a):
+    """The array that owns a view's memory: a view keeps all of it alive."""
+    while isinstance(getattr(a, "base", None), np.ndarray):
+        a = a.base
+    return a
+
+
+def _arrays(obj):
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _arrays(item)
+
+
+def cache_component(name: str) -> str:
+    """The component a module's dotted name belongs to (``blocks.0.attn.c_attn`` -> attention)."""
+    parts = name.strip(".").split(".")
+    if parts[0] == "wte":
+        return "embedding"
+    if parts[0] == "wpe":
+        return "positions"
+    if parts[0] == "head":
+        return "head"
+    if parts[0] == "norm_f" or any(p.startswith("norm") for p in parts[2:3]):
+        return "norms"
+    if len(parts) > 2 and parts[2] in ("attn", "ffn"):
+        return "attention" if parts[2] == "attn" else "feedforward"
+    raise ValueError(f"no accounting component for module {name!r}")
+
+
+def cached_activation_bytes(model) -> dict[str, int]:
+    """Measure what the last forward pass left in ``model``'s caches: the nbytes of every
+    ndarray in every module's ``.cache``, each buffer once (a view counts as the array it
+    keeps alive, found through ``.base``), parameters left out. By component, + 'total'."""
+    params = {id(_root(a)) for a in model.parameters().values()}
+    seen, out = set(params), dict.fromkeys(ACTIVATION_COMPONENTS, 0)
+    for name, module in model.named_modules():
+        if not name or module.cache is None:
+            continue
+        for a in _arrays(module.cache):
+            root = _root(a)
+            if id(root) not in seen:
+                seen.add(id(root))
+                out[cache_component(name)] += int(root.nbytes)
+    out["total"] = sum(out.values())
+    return out
+
+
+def by_component(config: ModelConfig, batch_size: int, seq_len: int | None = None,
+                 dtype: str | None = None) -> dict[str, dict[str, int]]:
+    """One table: per component, its parameters, forward FLOPs and activation bytes (cached
+    for backward), for a forward pass over (batch_size, seq_len) tokens; plus a 'total' row.
+    Positions are folded into 'embedding'; a tied head has no parameters of its own but
+    still costs its FLOPs."""
+    p = parameter_counts(config)
+    f = forward_flops(config, batch_size, seq_len)
+    a = activation_bytes(config, batch_size, seq_len, dtype)
+    rows = {
+        "embedding": (p["token_embedding"] + p["positions"], 0, a["embedding"] + a["positions"]),
+        "attention": (p["attention"], f["qkv"] + f["attn_scores"] + f["attn_mix"] + f["attn_proj"], a["attention"]),
+        "feedforward": (p["feedforward"], f["ffn"], a["feedforward"]),
+        "norms": (p["norms"], 0, a["norms"]),
+        "head": (p["head"], f["head"], a["head"]),
+    }
+    table = {k: dict(params=v[0], forward_flops=v[1], activation_bytes=v[2]) for k, v in rows.items()}
+    table["total"] = {m: sum(r[m] for r in table.values()) for m in ("params", "forward_flops", "activation_bytes")}
+    assert table["total"]["params"] == p["total"] and table["total"]["forward_flops"] == f["total"]
+    return table

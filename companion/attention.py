@@ -6,7 +6,9 @@ For each head, with q, k, v of shape (T, hs):
 
 The mask puts -inf where a query may not look: at future positions (causal), and at
 padding keys when a padding mask is given. Dividing by sqrt(hs) keeps the scores' variance
-near 1 whatever the head size, so the softmax does not saturate at initialisation.
+near 1 whatever the head size when q and k have entries of variance about 1 (Vaswani et al.'s
+assumption: true during training and in wide models), so the softmax does not saturate. At a
+std-0.02 initialisation q and k are tiny and every score is near 0 with or without the scale.
 
 Heads are not a Python loop: q, k, v are reshaped to (B, nh, T, hs) and one matmul
 serves every batch element and every head at once.
@@ -40,18 +42,28 @@ def softmax_rows(s: Array) -> Array:
     only possible with padding) comes out all zeros rather than NaN."""
     m = s.max(axis=-1, keepdims=True)  # (..., 1)
     m = xp.where(xp.isfinite(m), m, 0.0)  # (..., 1)
-    e = xp.exp(s - m)  # (..., T_k)
+    e = s - m  # (..., T_k): the one new array; exp and the division then work in place
+    xp.exp(e, out=e)
     z = e.sum(axis=-1, keepdims=True)  # (..., 1)
     e /= xp.where(z > 0, z, 1.0)
     return e
+
+
+def additive_mask(mask: Array, dtype) -> Array:
+    """The boolean mask as numbers to add to the scores: 0 where allowed, -inf elsewhere.
+    Built on the mask's own small shape ((T_q, T_k), or (B, 1, T_q, T_k) with padding), then
+    added to the (B, nh, T_q, T_k) scores in place: one pass, where ``where(mask, s, -inf)``
+    would read both and write a new array."""
+    return xp.where(mask, 0.0, -xp.inf).astype(dtype)  # shape of mask
 
 
 def attention_forward(q: Array, k: Array, v: Array, mask: Array) -> tuple[Array, tuple]:
     """q (B, nh, T_q, hs), k and v (B, nh, T_k, hs), mask broadcastable to (B, nh, T_q, T_k),
     True where attending is allowed -> out (B, nh, T_q, hs)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
-    s = (q @ k.swapaxes(-2, -1)) * scale  # (B, nh, T_q, T_k)
-    s = xp.where(mask, s, -xp.inf)  # -inf: exp(-inf) = 0 weight
+    s = q @ k.swapaxes(-2, -1)  # (B, nh, T_q, T_k)
+    s *= scale  # in place: no second (B, nh, T_q, T_k) array
+    s += additive_mask(mask, s.dtype)  # -inf where masked: exp(-inf) = 0 weight
     att = plugged(softmax_rows)(s)  # (B, nh, T_q, T_k)
     out = att @ v  # (B, nh, T_q, hs)
     return out, (q, k, v, att, scale)
@@ -62,7 +74,9 @@ def attention_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
     q, k, v, att, scale = cache
     dv = att.swapaxes(-2, -1) @ dout  # (B, nh, T_k, hs)
     datt = dout @ v.swapaxes(-2, -1)  # (B, nh, T_q, T_k)
-    ds = att * (datt - (datt * att).sum(axis=-1, keepdims=True))  # softmax backward
+    ds = datt  # softmax backward, in place: ds = att * (datt - sum(datt * att)) * scale
+    ds -= xp.einsum("...ij,...ij->...i", datt, att)[..., None]  # (B, nh, T_q, 1): each row's datt . att
+    ds *= att
     ds *= scale
     dq = ds @ k  # (B, nh, T_q, hs)
     dk = ds.swapaxes(-2, -1) @ q  # (B, nh, T_k, hs)
@@ -116,8 +130,11 @@ class CausalSelfAttention(Module):
         if self.rope is not None:
             cos, sin = (a[start : start + T] for a in self.rope)
             dq, dk = plugged(rope_backward)(dq, cos, sin), plugged(rope_backward)(dk, cos, sin)
-        dqkv = xp.concatenate([d.transpose(0, 2, 1, 3).reshape(B, T, C) for d in (dq, dk, dv)], axis=-1)  # (B, T, 3C)
-        return self.c_attn.backward(dqkv)
+        # the heads go back side by side, each gradient copied once, straight into its third of dqkv
+        dqkv = xp.empty((B, T, 3, nh, hs), dtype=dq.dtype)  # (B, T, 3, nh, hs)
+        for i, d in enumerate((dq, dk, dv)):
+            dqkv[:, :, i] = d.transpose(0, 2, 1, 3)  # (B, T, nh, hs)
+        return self.c_attn.backward(dqkv.reshape(B, T, 3 * C))  # (B, T, 3C)
 
     @property
     def weights(self) -> Array:

@@ -205,6 +205,8 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
         result["torch"]["first_loss"] = losses["torch"][0]
         result["torch"]["version"] = torch.__version__
         result["ratio_companion_over_torch"] = result["companion"]["median_s"] / result["torch"]["median_s"]
+        # each step's two timings ran back to back, under the same load: their ratio cancels most of it
+        result["ratio_stepwise_median"] = statistics.median(c / t for c, t in zip(times["companion"], times["torch"]))
         # the same work: from the same weights and batches the losses agree to float32 rounding
         result["max_loss_diff"] = max(abs(a - b) for a, b in zip(losses["companion"], losses["torch"]))
     if memory:
@@ -336,6 +338,65 @@ def format_report(r: dict) -> str:
         lines.append(f"WARNING: load average {before:.1f} before the run on {r['cpu_count']} cores, and the bench "
                      f"uses {r['threads']} thread(s): other work shares the CPU, so these timings are unreliable")
     if "ratio_companion_over_torch" in r:
-        lines.append(f"ratio companion / torch (median step time): {r['ratio_companion_over_torch']:.2f}   "
+        lines.append(f"ratio companion / torch (median step time): {r['ratio_companion_over_torch']:.2f}; "
+                     f"median of the step-by-step ratios {r['ratio_stepwise_median']:.2f}   "
                      f"(torch {r['torch']['version']}; max |loss difference| over the run {r['max_loss_diff']:.1e})")
     return "\n".join(lines)
+
+
+def run_profile(steps: int = 10, warmup: int = 2, threads: int | None = None, vs_torch: bool = False,
+                batch_size: int = BATCH_SIZE, config: ModelConfig | None = None, seed: int = 0) -> dict:
+    """Where a step's time goes: ``steps`` profiled training steps (companion.profile) after
+    ``warmup`` plain ones, and with ``vs_torch`` the twin's torch.profiler table for the same steps."""
+    from threadpoolctl import threadpool_limits
+
+    from .profile import profile_companion, profile_torch
+
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    threads = threads or os.cpu_count() or 1
+    config = config or bench_config()
+    rng = np.random.default_rng(seed)
+    model = Transformer(config, rng)
+    opt = AdamW(model.parameters(), model.gradients(), lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
+    idx, targets = _batches(config, batch_size, warmup + steps, rng)
+    result = {"batch_size": batch_size, "threads": threads, "config": config.to_dict()}
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for i in range(warmup):
+            companion_step(model, opt, idx[i], targets[i])
+        result["companion"] = profile_companion(model, opt, idx[warmup:], targets[warmup:])
+    if vs_torch:
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            twin, topt = _torch_setup(Transformer(config, np.random.default_rng(seed)))
+            tidx, ttargets = torch.from_numpy(idx), torch.from_numpy(targets)
+            for i in range(warmup):
+                torch_step(twin, topt, tidx[i], ttargets[i])
+            result["torch"] = profile_torch(twin, topt, tidx[warmup:], ttargets[warmup:])
+        finally:
+            torch.set_num_threads(torch_threads)
+    return result
+
+
+def bench_mode_command(args) -> int:
+    """``bench --profile`` and ``bench --recipe`` (the command line lives in cli.py)."""
+    if args.profile and args.recipe:
+        raise ValueError("give --profile or --recipe, not both")
+    if args.recipe:
+        from .recipe import format_recipe, run_recipe
+
+        result = run_recipe(steps=args.steps or 2000, threads=args.threads or 1)
+        print(format_recipe(result))
+    else:
+        from .profile import format_profile
+
+        result = run_profile(steps=args.steps or 10, warmup=args.warmup, threads=args.threads, vs_torch=args.vs_torch,
+                             batch_size=args.batch_size, config=bench_config(args.preset))
+        print(format_profile(result))
+        result.get("torch", {}).pop("table", None)  # the JSON keeps the rows
+    if args.json:
+        print(json.dumps(result))
+    return 0

@@ -8,9 +8,14 @@ first line: no feed-forward and no second norm.
 
 In pre-norm the residual stream x is never normalised on its way through, so the gradient
 reaches early layers along an identity path; post-norm puts a norm on that path in every
-block, which is why it needs a learning-rate warm-up to train deep stacks.
+block, so the gradient passes through every norm's backward on its way down. Chapter 4
+measures what that does: at GPT-2's init the post-norm gradients are flat except block 0's
+(small embeddings feeding its first norm), and in short training runs post-norm leaves its
+loss plateau later than pre-norm, and spikes, unless it gets a warm-up or a smaller learning
+rate.
 
-The backward of x + f(x) is dout + f'(dout): the gradient forks, and adds where paths join.
+The backward of x + f(x) is dout + J_f(x)^T dout (J_f the Jacobian of the branch): the
+gradient forks, and adds where paths join.
 """
 
 from __future__ import annotations
@@ -41,8 +46,14 @@ class Block(Module):
 
     def backward(self, dout: Array) -> Array:
         if self.pre_norm:
-            dx = dout if self.ffn is None else dout + self.norm2.backward(self.ffn.backward(dout))
-            return dx + self.norm1.backward(self.attn.backward(dx))
+            if self.ffn is None:  # attn_only
+                dx = dout
+            else:
+                dx = self.norm2.backward(self.ffn.backward(dout))
+                dx += dout  # the residual path: in place, into the fresh array the branch returned
+            dx_branch = self.norm1.backward(self.attn.backward(dx))
+            dx_branch += dx
+            return dx_branch
         dx = dout
         if self.ffn is not None:
             dx = self.norm2.backward(dx)

@@ -295,11 +295,15 @@ def add_bench_parser(subparsers) -> None:
         "block 64, batch 12, vocab 65) in float32, report tokens/s and GFLOP/s against a measured "
         "sgemm peak, and with --vs-torch the same model in PyTorch, interleaved step by step."))
     p.add_argument("--vs-torch", action="store_true", help="also time the PyTorch twin (same weights, same batches)")
-    p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 20; --profile 10; --recipe 2000)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--batch-size", type=int, default=12, help="sequences per step (default 12, nanoGPT's)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="baby", help="model to time, in float32 (default baby)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
+    p.add_argument("--profile", action="store_true", help="where a step's time goes, per operation "
+                   "(with --vs-torch: beside torch.profiler's table for the twin)")
+    p.add_argument("--recipe", action="store_true", help="train nanoGPT's CPU Shakespeare recipe with the companion "
+                   "and the PyTorch twin side by side; report both wall times and validation losses")
     add_common(p, json_help="the last line printed is one JSON object of all measurements")
     p.set_defaults(func=bench_command)
 
@@ -310,12 +314,17 @@ def bench_command(args) -> int:
 
     tune_allocator()  # time the model as train runs it
 
-    if args.vs_torch:
+    if args.vs_torch or args.recipe:
         try:
             import torch  # noqa: F401
         except ImportError:
-            raise UsageError("--vs-torch needs PyTorch (CPU): pip install torch==2.13.0") from None
-    result = run_bench(steps=args.steps, warmup=args.warmup, threads=args.threads, vs_torch=args.vs_torch,
+            flag = "--recipe" if args.recipe else "--vs-torch"
+            raise UsageError(f"{flag} needs PyTorch (CPU): pip install torch==2.13.0") from None
+    if args.profile or args.recipe:
+        from .bench import bench_mode_command
+
+        return bench_mode_command(args)
+    result = run_bench(steps=args.steps or 20, warmup=args.warmup, threads=args.threads, vs_torch=args.vs_torch,
                        batch_size=args.batch_size, config=bench_config(args.preset), memory=not args.no_memory)
     print(format_report(result))
     if args.json:

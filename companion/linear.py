@@ -5,6 +5,11 @@ Weights are stored (in_features, out_features), so the forward pass reads left t
 
 Backward, for x of shape (..., n_in) flattened to (N, n_in):
     dx = dout @ w.T      dw = x.T @ dout      db = dout summed over N
+
+Speed: every product runs on the 2-D (N, n_in) view of x, one (N = B*T rows) BLAS call, rather
+than on (B, T, n_in), which NumPy treats as B separate (T, n_in) products. The reshapes are
+free (views of contiguous arrays), and ``x2.T`` is not a copy either: BLAS reads a transposed
+operand in place.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from .module import Module, check_input
 
 def linear_forward(x: Array, w: Array, b: Array | None) -> tuple[Array, tuple]:
     """x (..., n_in), w (n_in, n_out), b (n_out,) or None -> out (..., n_out)."""
-    out = x @ w  # (..., n_out)
+    x2 = x.reshape(-1, x.shape[-1])  # (N, n_in), N = B*T: one matrix product, not B of them
+    out = (x2 @ w).reshape(*x.shape[:-1], w.shape[1])  # (..., n_out)
     if b is not None:
         out += b
     return out, (x, w, b is not None)
@@ -25,9 +31,9 @@ def linear_forward(x: Array, w: Array, b: Array | None) -> tuple[Array, tuple]:
 def linear_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array | None]:
     """dout (..., n_out) -> dx (..., n_in), dw (n_in, n_out), db (n_out,) or None."""
     x, w, has_bias = cache
-    dx = dout @ w.T  # (..., n_in)
     x2 = x.reshape(-1, x.shape[-1])  # (N, n_in)
     dout2 = dout.reshape(-1, dout.shape[-1])  # (N, n_out)
+    dx = (dout2 @ w.T).reshape(x.shape)  # (..., n_in)
     dw = x2.T @ dout2  # (n_in, n_out)
     db = dout2.sum(axis=0) if has_bias else None  # (n_out,)
     return dx, dw, db

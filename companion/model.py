@@ -12,6 +12,8 @@ reverse and leaves every parameter's gradient in ``gradients()``. A training ste
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .backend import Array, dtype_of
@@ -20,7 +22,7 @@ from .config import ModelConfig
 from .embedding import Embedding, check_token_ids
 from .head import OutputHead
 from .kv_cache import KVCache
-from .module import Module
+from .module import Module, pack_parameters
 from .norms import make_norm
 from .positions import LearnedPositions, SinusoidalPositions
 
@@ -42,6 +44,21 @@ class Transformer(Module):
         # post-norm blocks already end in a norm; pre-norm needs one before the head
         self.norm_f = make_norm(config, dtype) if config.norm_placement == "pre" else None
         self.head = OutputHead(config, rng, dtype, self.wte if config.tie_weights else None)
+        # every parameter (and gradient) becomes a view of one buffer: the optimizer updates it whole
+        self._flat_params, self._flat_grads = pack_parameters(self)
+
+    def zero_grad(self) -> None:
+        self._flat_grads.fill(0)  # every gradient array is a view of this buffer
+
+    def __deepcopy__(self, memo):
+        """A deep copy that owns one buffer again: ``copy.deepcopy`` copies every view on its own,
+        which would leave the copy's parameters outside its buffer (and zero_grad clearing nothing)."""
+        twin = type(self).__new__(type(self))
+        memo[id(self)] = twin
+        for name, value in vars(self).items():
+            setattr(twin, name, copy.deepcopy(value, memo))
+        twin._flat_params, twin._flat_grads = pack_parameters(twin)
+        return twin
 
     def forward(self, idx: Array, pad_mask: Array | None = None, kv_cache: KVCache | None = None) -> Array:
         """idx (B, T) token ids -> logits (B, T, vocab_size).

@@ -4,7 +4,8 @@ LayerNorm:  xhat = (x - mean) / sqrt(var + eps)     out = xhat * w + b
 RMSNorm:    xhat = x / sqrt(mean(x^2) + eps)        out = xhat * w
 
 RMSNorm drops the centring and the bias: cheaper, and in practice as good (LLaMA).
-Both forwards cache xhat and the reciprocal std, so backward recomputes nothing (llm.c):
+Both forwards cache xhat and the reciprocal std, so backward recomputes nothing (llm.c).
+A sum of products such as sum(xhat * xhat) is ``einsum``: one pass, no (..., C) temporary.
 
 LayerNorm:  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),  dxhat = dout * w
 RMSNorm:    dx = rrms * (dxhat - xhat * mean(dxhat * xhat))
@@ -19,11 +20,12 @@ from .module import Module, check_input
 
 def layernorm_forward(x: Array, w: Array, b: Array | None, eps: float = 1e-5) -> tuple[Array, tuple]:
     """x (..., C), w (C,), b (C,) or None -> out (..., C)."""
+    C = x.shape[-1]
     mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mean  # (..., C)
-    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1), the biased variance
+    xhat = x - mean  # (..., C), centred; scaled in place below
+    var = xp.einsum("...c,...c->...", xhat, xhat)[..., None] / C  # (..., 1), the biased variance
     rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1)
-    xhat = xc * rstd  # (..., C)
+    xhat *= rstd  # (..., C)
     out = xhat * w  # (..., C)
     if b is not None:
         out += b
@@ -34,10 +36,13 @@ def layernorm_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array |
     """dout (..., C) -> dx (..., C), dw (C,), db (C,) or None."""
     xhat, rstd, w, has_bias = cache
     C = xhat.shape[-1]
-    dw = (dout * xhat).reshape(-1, C).sum(axis=0)  # (C,)
-    db = dout.reshape(-1, C).sum(axis=0) if has_bias else None  # (C,)
-    dxhat = dout * w  # (..., C)
-    dx = dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+    xhat2, dout2 = xhat.reshape(-1, C), dout.reshape(-1, C)  # (N, C) views
+    dw = xp.einsum("nc,nc->c", dout2, xhat2)  # (C,): sum over rows of dout * xhat, no temporary
+    db = dout2.sum(axis=0) if has_bias else None  # (C,)
+    dx = dout * w  # (..., C): dxhat, turned into dx in place
+    proj = xp.einsum("...c,...c->...", dx, xhat)[..., None] / C  # (..., 1), mean(dxhat * xhat)
+    dx -= dx.mean(axis=-1, keepdims=True)
+    dx -= xhat * proj
     dx *= rstd  # (..., C)
     return dx, dw, db
 

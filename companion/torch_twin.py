@@ -82,18 +82,19 @@ def build_torch_model(config):
             v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
             if config.positions == "rope":
                 q, k = self.rope(q), self.rope(k)
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
-            allowed = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
-            if pad_mask is None:
-                att = F.softmax(att.masked_fill(~allowed, float("-inf")), dim=-1)  # (B, nh, T, T)
+            if pad_mask is None:  # what a PyTorch user writes: the fused kernel, causal
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
             else:
+                att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
+                allowed = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
                 allowed = allowed & pad_mask.bool()[:, None, None, :]  # (B, 1, T, T)
                 att = att.masked_fill(~allowed, float("-inf"))
                 # a query that may see nothing (padding only) gets all-zero weights, as in the companion
+                # (SDPA would give NaN there, so this path spells attention out)
                 any_key = allowed.any(dim=-1, keepdim=True)  # (B, 1, T, 1)
                 att = torch.where(any_key, att, torch.zeros((), dtype=att.dtype))
                 att = F.softmax(att, dim=-1) * any_key  # (B, nh, T, T)
-            y = att @ v  # (B, nh, T, hs)
+                y = att @ v  # (B, nh, T, hs)
             y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side
             return self.c_proj(y)
 
@@ -174,7 +175,9 @@ def build_torch_model(config):
                 logits = F.linear(x, self.wte.weight)  # (B, T, V): the tied head, x @ wte.T
             if targets is None:
                 return logits, None
-            weight = torch.ones(targets.shape, dtype=logits.dtype) if mask is None else torch.as_tensor(mask).to(logits.dtype)
+            if mask is None:  # every position scored: the plain mean cross-entropy
+                return logits, F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1))
+            weight = torch.as_tensor(mask).to(logits.dtype)
             picked = torch.where(weight > 0, targets, torch.zeros_like(targets))  # masked targets never read
             nll = F.cross_entropy(logits.reshape(B * T, -1), picked.reshape(-1), reduction="none")  # (B*T,)
             loss = (nll * weight.reshape(-1)).sum() / weight.sum()

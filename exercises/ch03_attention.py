@@ -83,12 +83,15 @@ check("3.2")
 # Given `dout` (the gradient of the loss with respect to `out`) and the cache from 3.2, return
 # `(dq, dk, dv)`. Work backwards through `out = att @ v`, then the softmax (for one row,
 # $ds = a \odot (da - \sum_j da_j a_j)$), then the scaled product `s = q @ k.T * scale`.
-# Masked places have `att = 0`, so they need no special case.
+# Masked places have `att = 0`, so they need no special case. The derivation is in chapter 8,
+# §Attention.
 
 
 # %%
 def attention_backward(dout, cache):
-    """dout (B, nh, T_q, hs) -> dq, dk, dv with the shapes of q, k, v."""
+    """dout (B, nh, T_q, hs) -> dq, dk, dv with the shapes of q, k, v.
+
+    The derivation is in chapter 8, §Attention."""
     raise NotImplementedError("Exercise 3.3: attention_backward")
 
 

@@ -20,6 +20,10 @@
 #
 # The normalisations of book chapter 4 (`book/04_norms.md`). Both normalise over the last
 # axis (the channels of one token). Write each function, run its cell, then its check cell.
+#
+# Exercises 4.1 and 4.3 are backward passes. Book chapter 8 (`book/08_backprop.md`) derives
+# them; the formulas are given below, so you can write them now from the formulas, or come back
+# after chapter 8.
 
 # %%
 import numpy as np
@@ -29,6 +33,7 @@ from companion.grading import check
 # %% [markdown]
 # ## Exercise 4.1: LayerNorm backward
 #
+# (Derived in book chapter 8.)
 # The forward pass computes `xhat = (x - mean) * rstd` with `rstd = 1 / sqrt(var + eps)` and
 # `out = xhat * w + b`, and caches `(xhat, rstd, w, has_bias)`. Return `(dx, dw, db)`
 # (`db` is `None` when `has_bias` is False). With `dxhat = dout * w`, per row:
@@ -50,7 +55,7 @@ def layernorm_forward(x, w, b, eps=1e-5):
 
 
 def layernorm_backward(dout, cache):
-    """dout (..., C) -> dx (..., C), dw (C,), db (C,) or None."""
+    """dout (..., C) -> dx (..., C), dw (C,), db (C,) or None (the backward derived in chapter 8)."""
     raise NotImplementedError("Exercise 4.1: layernorm_backward")
 
 
@@ -80,15 +85,36 @@ check("4.2")
 # %% [markdown]
 # ## Exercise 4.3: RMSNorm backward
 #
-# From the cache `(xhat, rrms, w)`, return `(dx, dw)`. It is LayerNorm's backward without the
-# centring term: $dx = rrms\,(dxhat - xhat \cdot \mathrm{mean}(dxhat \cdot xhat))$.
+# (Derived in book chapter 8.) From the cache `(xhat, rrms, w)`, return `(dx, dw)`. It is
+# LayerNorm's backward without the centring term: $dx = rrms\,(dxhat - xhat \cdot \mathrm{mean}(dxhat \cdot xhat))$.
 
 
 # %%
 def rmsnorm_backward(dout, cache):
-    """dout (..., C) -> dx (..., C), dw (C,)."""
+    """dout (..., C) -> dx (..., C), dw (C,) (the backward derived in chapter 8)."""
     raise NotImplementedError("Exercise 4.3: rmsnorm_backward")
 
 
 # %%
 check("4.3")
+
+# %% [markdown]
+# ## Exercise 4.4: what 2·n_layer branches add to the residual stream
+#
+# In a pre-norm stack every block adds two branch outputs to the stream, and at initialisation
+# they are close to independent with mean zero, so their variances add (book chapter 4, "A sum
+# of 2·n_layer branches"). Each unscaled branch writes a signal of variance `branch_var`. GPT-2
+# draws the last matrix of every branch with standard deviation multiplied by
+# $1/\sqrt{2\,n_\text{layer}}$, which multiplies that branch's variance by $1/(2\,n_\text{layer})$.
+# Return the variance the `n_layer` blocks add together (a float), with the scaling
+# (`scaled=True`) or without it.
+
+
+# %%
+def added_variance(n_layer, branch_var, scaled):
+    """n_layer (int >= 1), branch_var (float >= 0), scaled (bool) -> the variance the blocks add (float)."""
+    raise NotImplementedError("Exercise 4.4: added_variance")
+
+
+# %%
+check("4.4")

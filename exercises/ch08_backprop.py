@@ -80,7 +80,7 @@ check("8.2")
 
 
 # %%
-def numeric_gradient(f, a, h=1e-5):
+def numeric_gradient(f, a, h=1e-6):
     """-> an array shaped like a: the central-difference gradient of f at a."""
     raise NotImplementedError("Exercise 8.3: numeric_gradient")
 

@@ -88,7 +88,7 @@ check("8.2")
 
 
 # %%
-def numeric_gradient(f, a, h=1e-5):
+def numeric_gradient(f, a, h=1e-6):
     """-> an array shaped like a: the central-difference gradient of f at a."""
     # BEGIN SOLUTION 8.3
     grad = np.zeros(a.shape)

@@ -34,6 +34,7 @@ def test_flops_hand_count_tiny():
 @pytest.mark.parametrize("overrides", [{}, {"family": "llama"}, {"tie_weights": False, "n_layer": 1}])
 def test_flops_match_torch_flop_counter(overrides):
     torch = pytest.importorskip("torch", reason="torch's FlopCounterMode is the independent count")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     from companion.torch_twin import build_torch_model, copy_weights
@@ -43,7 +44,9 @@ def test_flops_match_torch_flop_counter(overrides):
     twin = build_torch_model(cfg)
     copy_weights(model, twin)
     idx = torch.from_numpy(np.random.default_rng(1).integers(0, cfg.vocab_size, size=(3, cfg.block_size)))
-    with FlopCounterMode(display=False) as counter:
+    # the twin calls scaled_dot_product_attention; FlopCounterMode does not count the fused CPU
+    # kernel, so the count runs on SDPA's reference ("math") backend, plain matmuls
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         _, loss = twin(idx, idx)
         loss.backward()
     assert flops_per_step(cfg, batch_size=3)["total"] == counter.get_total_flops()
@@ -76,7 +79,7 @@ def test_cli_bench_two_steps_json(capsys):
     r = json.loads(out[-1])
     assert "ratio companion / torch" in "\n".join(out[:-1])  # the human report comes first
     for key in ("params", "threads", "flops_per_step", "sgemm_peak_gflops", "companion", "torch",
-                "ratio_companion_over_torch", "max_loss_diff"):
+                "ratio_companion_over_torch", "ratio_stepwise_median", "max_loss_diff"):
         assert key in r, key
     assert r["threads"] == 1 and r["steps"] == 2 and r["batch_size"] == 12 and r["block_size"] == 64
     assert r["params"] == Transformer(preset("baby"), np.random.default_rng(0)).num_params()
@@ -88,3 +91,57 @@ def test_cli_bench_two_steps_json(capsys):
     # same weights, same batches: the two frameworks compute the same losses (float32 rounding)
     assert r["max_loss_diff"] < 1e-3
     assert abs(r["companion"]["first_loss"] - r["torch"]["first_loss"]) < 1e-4
+
+
+def test_profile_rows_account_for_the_step_and_leave_the_model_as_it_was():
+    from companion.bench import run_profile
+
+    cfg = preset("tiny", dtype="float32")
+    r = run_profile(steps=3, warmup=1, threads=1, config=cfg, batch_size=2)
+    c = r["companion"]
+    ops = {row["op"] for row in c["rows"]}
+    for op in ("linear (matmuls)", "attention core (scores, mask, softmax, mix)", "norm", "activation (GELU / ReLU)",
+               "optimizer (AdamW)", "cross-entropy", "embeddings", "zero_grad"):
+        assert op in ops, op
+    total = sum(row["total_ms"] for row in c["rows"])
+    # the rows are self times of the whole step: together they are nearly all of it, never more
+    assert 0.7 * c["step_ms"] <= total <= 1.001 * c["step_ms"]
+    assert all(row["forward_ms"] >= 0 and row["backward_ms"] >= 0 for row in c["rows"])
+    assert [row["total_ms"] for row in c["rows"]] == sorted((row["total_ms"] for row in c["rows"]), reverse=True)
+
+
+def test_profiled_removes_its_timers():
+    from companion import AdamW
+    from companion.profile import StepProfile, profiled
+
+    model = Transformer(preset("tiny"), np.random.default_rng(0))
+    opt = AdamW(model.parameters(), model.gradients())
+    with profiled(model, opt, StepProfile()):
+        assert "forward" in vars(model.blocks[0].attn)
+    assert all("forward" not in vars(m) and "backward" not in vars(m) for _, m in model.named_modules())
+    assert "step" not in vars(opt) and "zero_grad" not in vars(model)
+
+
+def test_cli_profile_vs_torch(capsys):
+    pytest.importorskip("torch", reason="the profile's second table is torch.profiler's")
+    assert main(["bench", "--profile", "--vs-torch", "--steps", "2", "--warmup", "1", "--threads", "1", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    text, r = "\n".join(out[:-1]), json.loads(out[-1])
+    assert "linear (matmuls)" in text and "aten::" in text and "Self CPU" in text
+    assert r["torch"]["rows"] and all(row["self_ms"] >= 0 for row in r["torch"]["rows"])
+    assert r["companion"]["step_ms"] > 0 and r["torch"]["step_ms"] > 0
+
+
+def test_recipe_side_by_side_short():
+    pytest.importorskip("torch", reason="the recipe trains the PyTorch twin beside the companion")
+    from companion.recipe import format_recipe, run_recipe
+
+    r = run_recipe(steps=4, threads=1, max_chars=20_000, max_eval_windows=8)
+    assert r["recipe"]["steps"] == 4 and r["recipe"]["batch_size"] == 12 and r["val_windows"] == 8
+    assert r["config"]["bias"] is False and r["config"]["tie_weights"] is True and r["config"]["n_layer"] == 4
+    assert r["wall_s"]["companion"] > 0 and r["wall_s"]["torch"] > 0
+    # same weights, same batches, same schedule: after 4 steps the two agree to float32 rounding
+    assert abs(r["val_loss_diff"]) < 1e-3
+    assert abs(r["last_train_loss"]["companion"] - r["last_train_loss"]["torch"]) < 1e-3
+    assert r["val_loss"]["companion"] < np.log(r["vocab_size"]) + 0.1  # a real loss, near or below uniform
+    assert "final validation loss" in format_recipe(r)

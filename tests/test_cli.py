@@ -68,7 +68,7 @@ def test_flags_reach_the_config(tmp_path, capsys):
 def test_tie_weights_flags_override_the_preset(flags, tied):
     from companion.cli_flags import build_config, build_task
     parser = build_parser()
-    args = parser.parse_args(["train", "--task", "listops", *flags])
+    args = parser.parse_args(["train", "--task", "listops", "--seed", "0", *flags])
     task = build_task(args)
     config = build_config(args, task)
     assert config.tie_weights is tied and config.vocab_size == task.vocab_size

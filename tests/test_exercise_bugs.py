@@ -3,8 +3,9 @@
 Each case below is a mistake a learner makes (two of them once scored full marks: an attention
 that ignores its ``mask`` argument, and a clipping function that rebinds dict entries). The
 graded test functions are called directly with an ``impl`` whose one function is the buggy
-version (the others are the solutions'), and the failure message is checked. A last test runs
-the real pytest path with a ``--impl`` folder of buggy files. A sweep plugs functions that
+version (the others are the solutions'), and the failure message is checked. Two tests take the
+real path: one runs pytest with a ``--impl`` folder of buggy files, the other grades buggy files
+with the real grader, whose workers run them in processes of their own. A sweep plugs functions that
 return junk (None, a number, a wrong tuple, a wrongly shaped array) into every graded test:
 each must fail with a message, never crash with an error of its own.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import math
 import os
 import re
@@ -223,6 +225,10 @@ def test_a_renamed_function_is_named_by_its_new_name():
     assert "now called" not in missing_function("ch07", "cross_entropy_forward", SimpleNamespace())
     message = missing_function("ch06", "pick_next", SimpleNamespace(sample=print))
     assert "Your file defines sample(...): this exercise's function is now called pick_next" in message
+    from companion.grading.adapter import RENAMED  # the grader's table: new name -> old name
+
+    assert RENAMED == {"next_token_probs": "sampling_probs", "pick_next": "sample",
+                       "cross_entropy_forward": "cross_entropy", "cross_entropy_backward": "cross_entropy_grad"}
 
 
 JUNK = {
@@ -235,7 +241,7 @@ JUNK = {
 
 
 def graded_tests():
-    for chapter in (f"ch{n:02d}" for n in range(1, 11)):
+    for chapter in sorted(p.name[:4] for p in (Path(__file__).resolve().parents[1] / "solutions").glob("ch[0-9][0-9]_*.py")):
         module = graded(chapter)
         for name in dir(module):
             test = getattr(module, name)
@@ -321,3 +327,51 @@ return total
     # the square causal mask alone would have let it through, as it once did
     assert "PASSED tests/exercises/test_ch03_attention.py::test_attention_forward_matches_reference" in out, out[-3000:]
     assert "FAILED tests/exercises/test_ch03_attention.py::test_attention_forward_kv_cache_step" in out, out[-3000:]
+
+
+def test_wrong_solutions_fail_through_the_grader_and_its_workers(tmp_path):
+    """The same bugs graded by the real grader (the learner's file runs in worker processes):
+    the messages (a forgotten return, the learner's own line, in-place contracts, the guard's
+    NaN) come back across the process boundary unchanged."""
+    from companion.grading.grader import run_tests
+
+    folder = tmp_path / "buggy"
+    folder.mkdir()
+    for chapter in ("ch03", "ch04", "ch05", "ch09"):
+        shutil.copy(chapter_file(SOLUTIONS, chapter), folder)
+    appended = {  # a later def replaces the solution's
+        "ch03": "\n\n" + "".join(inspect.getsource(f) for f in (softmax_rows, attention_without_guard))
+                + "\nattention_forward = attention_without_guard\n",
+        "ch04": "\n\ndef rmsnorm_forward(x, w, eps=1e-5):\n"
+                "    rrms = 1.0 / np.sqrt((x * x).mean(-1, keepdims=True) + eps)\n"
+                "    out = x * rrms * w  # computed, never returned\n",
+        "ch05": "\n\ndef gelu_forward(x):\n    return np.stack([x, x[..., :1]]), None  # shapes differ\n",
+        "ch09": "\n\n_adamw_step = adamw_step\n\n\n"
+                "def adamw_step(params, grads, state, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):\n"
+                "    copies = {k: v.copy() for k, v in params.items()}\n"
+                "    _adamw_step(copies, grads, state, t, lr, betas, eps, weight_decay)\n"
+                "    params.update(copies)  # new arrays in the dict; the model's own arrays are untouched\n",
+    }
+    for chapter, text in appended.items():
+        path = chapter_file(folder, chapter)
+        path.write_text(path.read_text() + text)
+    results, _ = run_tests(list(appended), folder, root=ROOT)
+    by_test = {r.nodeid.split("::")[-1]: r for r in results}
+
+    def message(test):
+        result = by_test[test]
+        assert result.outcome == "failed", (test, result.outcome, result.message)
+        return result.message
+
+    assert by_test["test_attention_forward_kv_cache_step[32]"].outcome == "passed"
+    m = message("test_attention_forward_left_padded_batch")
+    assert "NaN where a query may see no key" in m and "all-zero weights" in m, m
+    assert message("test_rmsnorm_forward_matches_reference") == \
+        "your rmsnorm_forward returned None: did you forget `return`?"
+    m = message("test_gelu_forward")
+    assert m.startswith("your gelu_forward raised ValueError") and "(at ch05_feedforward.py line " in m, m
+    assert m.endswith(": return np.stack([x, x[..., :1]]), None  # shapes differ)"), m
+    m = message("test_adamw_updates_in_place")
+    assert "replaced params['w'] with a new array" in m and "in place" in m, m
+    assert by_test["test_adamw_matches_reference"].outcome == "passed", by_test["test_adamw_matches_reference"].message
+    assert by_test["test_lr_schedule"].outcome == "passed"  # the other exercises of the file keep their points

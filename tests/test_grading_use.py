@@ -4,10 +4,16 @@ A model on every kernel of solutions/ must train exactly like the reference (sam
 gradients, float64), on plain and on left-padded batches; every plugged function must really
 be called; nothing may stay plugged after the with-block; a model built before the block
 uses the learner's functions inside it, and one built inside stops using them after it.
+Inside a graded test, the ``impl`` fixture's proxies (calls to the learner's worker process) plug
+in the same way.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -210,3 +216,67 @@ def test_use_names_what_it_cannot_plug():
     with pytest.raises(TypeError, match="needs a function"):
         with use(attention_forward=3):
             pass
+
+
+PROXY_TEST = '''
+import numpy as np
+import pytest
+
+import companion
+from companion.grading import use
+from companion.grading.adapter import LearnerFunction
+from companion.kernels import plugged
+
+CHAPTER = "ch03"
+
+
+@pytest.mark.exercise("3.2", "attention_forward")
+@pytest.mark.points(1)
+def test_model_on_the_workers_attention(impl):
+    assert isinstance(impl.attention_forward, LearnerFunction)  # a proxy: the learner's code runs in a worker
+    config = companion.preset("tiny", dtype="float64")
+    model = companion.Transformer(config, np.random.default_rng(0))  # built outside the block
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, config.vocab_size, size=(2, config.block_size))
+    pad_mask = np.arange(config.block_size)[None, :] >= np.array([0, 3])[:, None]  # the second row left-padded
+    want = model.forward(idx, pad_mask)
+    dlogits = rng.standard_normal(want.shape) * pad_mask[..., None]
+    model.zero_grad()
+    model.backward(dlogits)
+    want_grads = {k: g.copy() for k, g in model.gradients().items()}
+    calls = []
+
+    def counted(name):
+        proxy = getattr(impl, name)
+        return lambda *args, **kwargs: calls.append(name) or proxy(*args, **kwargs)
+
+    with use(attention_forward=counted("attention_forward"), attention_backward=counted("attention_backward")):
+        got = model.forward(idx, pad_mask)
+        model.zero_grad()
+        model.backward(dlogits)
+    assert calls.count("attention_forward") == config.n_layer and calls.count("attention_backward") == config.n_layer
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    for name, g in want_grads.items():
+        np.testing.assert_allclose(model.gradients()[name], g, rtol=1e-7, atol=1e-12, err_msg=name)
+    own = companion.attention.attention_forward
+    assert plugged(own) is own  # nothing left plugged
+'''
+
+
+def test_use_plugs_the_graders_worker_proxies_into_the_model(tmp_path):
+    """``use(attention_forward=impl.attention_forward, ...)`` inside a graded test: each call
+    from the model goes to the learner's worker and back (cache included), and the model
+    matches the reference, on a left-padded batch too."""
+    root = Path(__file__).resolve().parents[1]
+    graded = tmp_path / "tests" / "exercises"
+    graded.mkdir(parents=True)
+    for helper in (root / "tests").glob("*.py"):
+        if not helper.name.startswith("test_"):
+            shutil.copy(helper, tmp_path / "tests")
+    shutil.copy(root / "tests" / "exercises" / "conftest.py", graded)
+    (graded / "test_ch03_proxy.py").write_text(PROXY_TEST)
+    env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "300"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                           "--impl", str(SOLUTIONS), str(graded / "test_ch03_proxy.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, (proc.stdout + proc.stderr)[-3000:]

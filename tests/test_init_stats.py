@@ -61,15 +61,54 @@ def test_post_norm_stream_has_unit_scale_after_every_block():
 def test_rescale_init_sets_the_scales_it_names():
     model = build(n_layer=4)
     before = {n: p.copy() for n, p in model.parameters().items()}
-    rescale_init(model, embedding_std=1.0, weight_factor=10.0, residual_factor=2.0)
+    rescale_init(model, embedding_std=1.0, weight_factor=10.0, residual_factor=2.0, head_factor=3.0)
     after = model.parameters()
     np.testing.assert_allclose(after["wte.weight"], before["wte.weight"] * 50.0)
     np.testing.assert_allclose(after["blocks.0.attn.c_attn.w"], before["blocks.0.attn.c_attn.w"] * 10.0)
     np.testing.assert_allclose(after["blocks.2.attn.c_proj.w"], before["blocks.2.attn.c_proj.w"] * 20.0)
     np.testing.assert_allclose(after["blocks.3.ffn.c_proj.w"], before["blocks.3.ffn.c_proj.w"] * 20.0)
-    np.testing.assert_allclose(after["head.proj.w"], before["head.proj.w"] * 10.0)
+    np.testing.assert_allclose(after["head.proj.w"], before["head.proj.w"] * 3.0)  # head_factor only
     for name in ("blocks.0.norm1.w", "blocks.0.attn.c_attn.b", "blocks.1.ffn.c_proj.b"):
         np.testing.assert_array_equal(after[name], before[name])
+
+
+def test_weight_factor_leaves_the_head_alone():
+    model = build(n_layer=2)
+    head = model.parameters()["head.proj.w"].copy()
+    rescale_init(model, weight_factor=0.1)
+    np.testing.assert_array_equal(model.parameters()["head.proj.w"], head)
+
+
+def test_depth_profile_without_residuals_matches_finite_differences():
+    """residual=False is a different network (no x + f(x)): its backward is checked numerically."""
+    idx, targets = batch()
+    for placement in ("pre", "post"):
+        model = build(placement, n_layer=3)
+        depth_profile(model, idx, targets, residual=False)
+        grads = {n: g.copy() for n, g in model.gradients().items()}
+        params = model.parameters()
+        rng = np.random.default_rng(2)
+        for name in ("blocks.0.attn.c_attn.w", "blocks.1.ffn.c_fc.b", "blocks.2.norm1.w", "wte.weight"):
+            p = params[name]
+            for flat in rng.choice(p.size, size=3, replace=False):
+                i = np.unravel_index(flat, p.shape)
+                old = p[i]
+                p[i] = old + 1e-6
+                up = depth_profile(model, idx, targets, residual=False)["loss"]
+                p[i] = old - 1e-6
+                down = depth_profile(model, idx, targets, residual=False)["loss"]
+                p[i] = old
+                numeric = (up - down) / 2e-6
+                assert grads[name][i] == pytest.approx(numeric, rel=1e-5, abs=1e-9), (placement, name, i)
+
+
+def test_depth_profile_without_residuals_differs_and_its_gradient_vanishes_with_depth():
+    idx, targets = batch()
+    with_res = depth_profile(build("pre", n_layer=8), idx, targets)
+    without = depth_profile(build("pre", n_layer=8), idx, targets, residual=False)
+    assert not np.allclose(with_res["stream_rms"][1:], without["stream_rms"][1:])
+    assert without["grad_norm"][-1] > 100 * without["grad_norm"][0]
+    assert with_res["grad_norm"].max() < 3 * with_res["grad_norm"].min()
 
 
 def test_rescale_init_undoes_the_depth_scaling_of_swiglu_too():
@@ -83,6 +122,8 @@ def test_rescale_init_refuses_a_tied_embedding_and_a_bad_scale():
     tied = Transformer(preset("tiny", tie_weights=True), np.random.default_rng(0))
     with pytest.raises(ValueError, match="tie_weights=False"):
         rescale_init(tied, embedding_std=1.0)
+    with pytest.raises(ValueError, match="tie_weights=False"):
+        rescale_init(tied, head_factor=2.0)
     with pytest.raises(ValueError, match="embedding_std must be positive"):
         rescale_init(build(), embedding_std=0.0)
 

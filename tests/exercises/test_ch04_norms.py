@@ -162,3 +162,39 @@ def test_rmsnorm_backward_finite_differences(impl):
 
     expect_fd("dx", dx, numeric_gradient(loss, x)[1], x.shape)
     expect_fd("dw", dw, numeric_gradient(loss, w)[1], w.shape)
+
+
+# ------------------------------------------------------------------ 4.4 variance added by the branches
+
+
+@pytest.mark.exercise("4.4", "added_variance")
+@pytest.mark.points(1)
+def test_added_variance_without_the_scaling(impl):
+    for n_layer, v in ((12, 1e-4), (3, 0.5), (1, 2.0)):
+        got = impl.added_variance(n_layer, v, False)
+        expect(isinstance(got, (float, int, np.floating)), f"added_variance must return a number, got {type(got).__name__}")
+        want = 2 * n_layer * v
+        bugs = {"it counts one branch per block: each block adds two (attention and the FFN)": n_layer * v,
+                "it returns one branch's variance: without the scaling the 2 * n_layer variances add up": v,
+                "it adds standard deviations, not variances": (2 * n_layer * np.sqrt(v)) ** 2}
+        for bug, value in bugs.items():
+            expect(not np.isclose(got, value, rtol=1e-9) or np.isclose(value, want, rtol=1e-9),
+                   f"added_variance({n_layer}, {v}, scaled=False) = {got}: {bug}")
+        expect(np.isclose(got, want, rtol=1e-9),
+               f"added_variance({n_layer}, {v}, scaled=False) should be 2 * n_layer * branch_var = {want}, got {got}")
+
+
+@pytest.mark.exercise("4.4", "added_variance")
+@pytest.mark.points(1)
+def test_added_variance_with_the_scaling_is_the_same_at_any_depth(impl):
+    for n_layer, v in ((12, 1e-4), (24, 1e-4), (3, 0.5)):
+        got = impl.added_variance(n_layer, v, True)
+        bugs = {"it scales the variance by 1/sqrt(2 * n_layer): scaling a matrix's std by s scales the "
+                "variance by s**2 = 1/(2 * n_layer)": 2 * n_layer * v / np.sqrt(2 * n_layer),
+                "it returns one scaled branch's variance, not the sum over the 2 * n_layer branches": v / (2 * n_layer),
+                "it ignores the scaling": 2 * n_layer * v}
+        for bug, value in bugs.items():
+            expect(not np.isclose(got, value, rtol=1e-9),
+                   f"added_variance({n_layer}, {v}, scaled=True) = {got}: {bug}")
+        expect(np.isclose(got, v, rtol=1e-9),
+               f"added_variance({n_layer}, {v}, scaled=True) should be branch_var = {v} at any depth, got {got}")

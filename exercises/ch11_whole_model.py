@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   course:
+#     budget_s: 30
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %%
+# This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.
+
+# %% [markdown]
+# # Chapter 11 exercises: the whole model
+#
+# Book chapter 11 (`book/11_whole_model.md`): what a model of a given shape costs, and how to
+# compare language models whose tokenizers differ. Write each function, run its cell, then its
+# check cell. A config is passed as a plain dict, `companion.preset("baby").to_dict()`, with
+# every family choice already filled in: `vocab_size`, `block_size`, `n_layer`, `n_head`,
+# `n_embd`, `ffn_hidden`, `norm` ("layernorm" or "rmsnorm"), `positions` ("learned",
+# "sinusoidal" or "rope"), `ffn` ("relu", "gelu" or "swiglu"), `bias`, `tie_weights` and
+# `norm_placement` ("pre" or "post").
+
+# %%
+import math
+
+import numpy as np
+
+import companion
+from companion.grading import check
+
+# %% [markdown]
+# ## Exercise 11.1: parameters by component
+#
+# Return a dict with the number of parameters of each component, all layers summed, and their
+# `"total"` (C = `n_embd`, H = `ffn_hidden`, V = `vocab_size`, L = `n_layer`):
+#
+# - `"token_embedding"`: the (V, C) table;
+# - `"positions"`: a (block_size, C) table for learned positions, nothing for sinusoidal or RoPE;
+# - `"attention"`: per layer, the (C, 3C) and (C, C) matrices, plus their biases (3C and C) when `bias`;
+# - `"feedforward"`: per layer, an MLP's (C, H) and (H, C) matrices plus biases (H and C) when
+#   `bias`; SwiGLU has three matrices, (C, H), (C, H) and (H, C), and no biases;
+# - `"norms"`: two per block, and a final one before the head in pre-norm; each has C weights,
+#   and a LayerNorm with `bias` also C biases (RMSNorm never has a bias);
+# - `"head"`: the (C, V) matrix, or nothing when `tie_weights` (it reuses the embedding).
+#
+# The check compares with the built model's `num_params()` and with GPT-2 small's
+# 124,439,808 and LLaMA-7B's 6,738,415,616.
+
+
+# %%
+def count_parameters(config):
+    """config: a dict of ModelConfig fields -> {component: int, ..., "total": int}."""
+    raise NotImplementedError("Exercise 11.1: count_parameters")
+
+
+# %%
+check("11.1")
+
+# %% [markdown]
+# ## Exercise 11.2: forward FLOPs by component
+#
+# A matrix product (m, k) @ (k, n) costs 2·m·k·n FLOPs (a multiply and an add per term). Count
+# only matrix products, for one forward pass over `batch_size` sequences of `seq_len` tokens
+# (B, T), all layers summed, and return a dict with `"total"`:
+#
+# - `"qkv"`: x (B·T, C) @ W_qkv (C, 3C);
+# - `"attn_scores"`: q @ kᵀ, for each batch element and each of the `n_head` heads,
+#   (T, hs) @ (hs, T), where hs = C / n_head;
+# - `"attn_mix"`: att @ v, per batch element and head, (T, T) @ (T, hs) (all T × T computed, then masked);
+# - `"attn_proj"`: y (B·T, C) @ W_o (C, C);
+# - `"ffn"`: (B·T, C) @ (C, H) and (B·T, H) @ (H, C); SwiGLU has one more (C, H) product;
+# - `"head"`: (B·T, C) @ (C, V), whether or not the head is tied (a tied head still multiplies).
+
+
+# %%
+def count_forward_flops(config, batch_size, seq_len):
+    """-> {"qkv", "attn_scores", "attn_mix", "attn_proj", "ffn", "head", "total"}: ints."""
+    raise NotImplementedError("Exercise 11.2: count_forward_flops")
+
+
+# %%
+check("11.2")
+
+# %% [markdown]
+# ## Exercise 11.3: bits per character
+#
+# Two models with different tokenizers scored the same text: `logits` (N, T, V) and `targets`
+# (N, T) are one model's chunks of that text, `mask` (N, T) is 1 at the positions that hold one of
+# the text's tokens and 0 at padding, and `n_chars` is the number of characters the text has.
+# Return the text's bits per character: the total negative log-likelihood of the target tokens
+# (in nats, summed over the unmasked positions), divided by `n_chars` and by ln 2. Compute the
+# log-softmax stably (subtract each row's maximum): the check also uses logits of 1000.
+
+
+# %%
+def bits_per_character(logits, targets, mask, n_chars):
+    """logits (N, T, V), targets (N, T) ints, mask (N, T) 0/1, n_chars int -> float."""
+    raise NotImplementedError("Exercise 11.3: bits_per_character")
+
+
+# %%
+check("11.3")

@@ -1,0 +1,177 @@
+"""Graded tests, chapter 11: a config's parameters and forward FLOPs by component, and bits
+per character from one model's token losses.
+
+References: companion.accounting (whose parameter counts are checked against every built model
+and against GPT-2 small's and LLaMA-7B's published sizes) and companion.loss.log_softmax.
+Configs are passed as plain dicts (ModelConfig.to_dict()), results are plain dicts and floats.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from companion import accounting
+from companion.config import preset
+from companion.grading.adapter import expect
+from companion.loss import log_softmax
+
+CHAPTER = "ch11"
+pytestmark = pytest.mark.ch11
+
+PARAM_KEYS = ("token_embedding", "positions", "attention", "feedforward", "norms", "head", "total")
+FLOP_KEYS = ("qkv", "attn_scores", "attn_mix", "attn_proj", "ffn", "head", "total")
+VARIANTS = [dict(), dict(tie_weights=False), dict(norm_placement="post"), dict(positions="rope"),
+            dict(ffn="relu", bias=False), dict(family="llama"), dict(family="llama", tie_weights=False),
+            dict(family="llama", norm="layernorm")]
+
+
+def expect_counts(got, keys, what):
+    expect(isinstance(got, dict), f"{what} must return a dict, got {type(got).__name__}")
+    missing = [k for k in keys if k not in got]
+    expect(not missing, f"{what}'s dict is missing {missing}; it needs {list(keys)}")
+    for k in keys:
+        expect(isinstance(got[k], (int, np.integer)) and not isinstance(got[k], bool),
+               f"{what}[{k!r}] should be an int, got {got[k]!r}")
+    return {k: int(got[k]) for k in keys}
+
+
+# ------------------------------------------------------------------ 11.1 parameters
+
+
+def param_bugs(config, want):
+    """What common mistakes give, component by component: {component: {description: value}}."""
+    C, H, V, L = config.n_embd, config.ffn_hidden, config.vocab_size, config.n_layer
+    pre = config.norm_placement == "pre"
+    n_norms = 2 * L + (1 if pre else 0)
+    per_norm = want["norms"] // n_norms
+    bias = bool(config.bias)
+    return {
+        "head": {"the head is counted although it is tied to the embedding (tie_weights=True): count it 0": C * V,
+                 "a separate head (tie_weights=False) is not counted: it is a (C, V) matrix": 0},
+        "attention": {"the attention biases are missing (3C for W_qkv, C for W_o, when bias)": L * 4 * C * C,
+                      "W_qkv counted as (C, C): it is (C, 3C), and W_o (C, C), so 4 C^2 a layer": L * 2 * C * C,
+                      "biases counted although bias is False": L * (4 * C * C + 4 * C)},
+        "feedforward": {"SwiGLU has three matrices (gate, up, down), not two": L * 2 * C * H,
+                        "the feed-forward biases are missing (H and C, when bias)": L * 2 * C * H,
+                        "biases counted although bias is False": L * (2 * C * H + H + C)},
+        "norms": {"the final norm before the head (pre-norm) is missing": 2 * L * per_norm if pre else -1,
+                  "a final norm is counted, but post-norm blocks already end in one": (2 * L + 1) * per_norm,
+                  "a LayerNorm with bias has C weights and C biases": n_norms * C if bias else -1,
+                  "RMSNorm has no bias, only C weights": n_norms * 2 * C},
+        "positions": {"learned positions (block_size, C) are missing": 0,
+                      "RoPE and sinusoidal positions have no parameters": config.block_size * C},
+    }
+
+
+@pytest.mark.exercise("11.1", "count_parameters")
+@pytest.mark.points(3)
+def test_parameter_counts_by_component(impl):
+    for changes in VARIANTS:
+        config = preset("tiny", **changes)
+        want = accounting.parameter_counts(config)
+        got = expect_counts(impl.count_parameters(config.to_dict()), PARAM_KEYS, "count_parameters")
+        bugs = param_bugs(config, want)
+        for k in PARAM_KEYS[:-1]:
+            if got[k] != want[k]:
+                named = [d for d, v in bugs.get(k, {}).items() if v == got[k]]
+                where = ", ".join(f"{a}={b}" for a, b in changes.items()) or "its defaults"
+                expect(False, f"{k} of a tiny {config.family} model with {where}: {got[k]:,}, expected {want[k]:,}"
+                              + (f": it looks like {named[0]}" if named else ""))
+        expect(got["total"] == sum(got[k] for k in PARAM_KEYS[:-1]), "'total' must be the sum of the components")
+
+
+@pytest.mark.exercise("11.1", "count_parameters")
+@pytest.mark.points(2)
+def test_published_sizes_of_gpt2_small_and_llama_7b(impl):
+    for name, published in (("gpt2-124m", 124_439_808), ("llama-7b", 6_738_415_616)):
+        config = accounting.reference_config(name)
+        got = expect_counts(impl.count_parameters(config.to_dict()), PARAM_KEYS, "count_parameters")
+        expect(got["total"] == published,
+               f"{name} (tie_weights={config.tie_weights}): {got['total']:,} parameters, published {published:,}")
+
+
+# ------------------------------------------------------------------ 11.2 FLOPs
+
+
+@pytest.mark.exercise("11.2", "count_forward_flops")
+@pytest.mark.points(3)
+def test_forward_flops_by_component(impl):
+    for name, B, T in (("baby", 3, 64), ("llama-2m", 2, 100), ("listops", 5, 17)):
+        check_flops(impl, preset(name), name, B, T)
+
+
+def check_flops(impl, config, name, B, T):
+    want = accounting.forward_flops(config, B, T)
+    got = expect_counts(impl.count_forward_flops(config.to_dict(), B, T), FLOP_KEYS, "count_forward_flops")
+    C, H, nh = config.n_embd, config.ffn_hidden, config.n_head
+    for k in FLOP_KEYS[:-1]:
+        if got[k] == want[k]:
+            continue
+        hint = ""
+        if got[k] * 2 == want[k]:
+            hint = ": it looks like m·k·n without the factor 2 (a multiply and an add per term)"
+        elif k.startswith("attn_") and got[k] * nh == want[k]:
+            hint = ": it looks like one head's product only; every one of the n_head heads does one"
+        elif k.startswith("attn_") and got[k] == want[k] * nh:
+            hint = ": it looks like each head multiplied over C channels; a head has hs = C / n_head"
+        elif k == "ffn" and config.ffn == "swiglu" and got[k] * 3 == want[k] * 2:
+            hint = ": SwiGLU makes three products (gate, up, down), not two"
+        elif k == "head" and got[k] == 0:
+            hint = ": a tied head still multiplies (B·T, C) @ (C, V); tying saves parameters, not FLOPs"
+        elif k == "ffn" and (got[k] * C == want[k] * H or got[k] * H == want[k] * C):
+            hint = ": the hidden width is ffn_hidden (H), not n_embd"
+        expect(False, f"{k} for preset {name!r}, B={B}, T={T}: {got[k]:,}, expected {want[k]:,}{hint}")
+    expect(got["total"] == want["total"], "'total' must be the sum of the components")
+
+
+# ------------------------------------------------------------------ 11.3 bits per character
+
+
+def scored(rng, N=4, T=6, V=11, scale=1.0):
+    logits = rng.standard_normal((N, T, V)) * scale  # (N, T, V)
+    targets = rng.integers(0, V, size=(N, T))  # (N, T)
+    mask = np.ones((N, T))
+    mask[1, 4:], mask[3, 2:] = 0, 0  # padding at the ends of two chunks
+    targets[mask == 0] = 0
+    return logits, targets, mask
+
+
+def reference_bpc(logits, targets, mask, n_chars):
+    nll = -np.take_along_axis(log_softmax(logits), targets[..., None], axis=-1)[..., 0]  # (N, T)
+    return float((nll * mask).sum() / n_chars / math.log(2)), nll
+
+
+@pytest.mark.exercise("11.3", "bits_per_character")
+@pytest.mark.points(2)
+def test_bits_per_character(impl):
+    logits, targets, mask = scored(np.random.default_rng(0))
+    n_chars = 37
+    want, nll = reference_bpc(logits, targets, mask, n_chars)
+    got = impl.bits_per_character(logits, targets, mask, n_chars)
+    expect(isinstance(got, (float, np.floating)) and not isinstance(got, bool),
+           f"bits_per_character must return a float, got {type(got).__name__}")
+    got = float(got)
+    bugs = {
+        "nats, not bits: divide by ln 2": want * math.log(2),
+        "bits per token: the sum must be divided by the number of characters, not of tokens":
+            float((nll * mask).sum() / mask.sum() / math.log(2)),
+        "the padding (mask 0) was scored too": float(nll.sum() / n_chars / math.log(2)),
+        "log2 of the softmax divided by ln 2 again": want / math.log(2),
+    }
+    if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
+        named = [d for d, v in bugs.items() if math.isclose(got, v, rel_tol=1e-9)]
+        expect(False, f"bits per character {got:.6g}, expected {want:.6g}" + (f": it looks like {named[0]}" if named else ""))
+
+
+@pytest.mark.exercise("11.3", "bits_per_character")
+@pytest.mark.points(1)
+def test_bits_per_character_survives_large_logits(impl):
+    logits, targets, mask = scored(np.random.default_rng(1), scale=1000.0)
+    want, _ = reference_bpc(logits, targets, mask, 50)
+    got = impl.bits_per_character(logits, targets, mask, 50)
+    expect(isinstance(got, (float, np.floating)) and not isinstance(got, bool),
+           f"bits_per_character must return a float, got {type(got).__name__}")
+    expect(math.isfinite(float(got)),
+           f"bits per character is {got} for logits of about 1000: subtract each row's maximum before exp")
+    expect(math.isclose(float(got), want, rel_tol=1e-9), f"bits per character {float(got):.6g}, expected {want:.6g} at large logits")
