@@ -52,6 +52,8 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "9.3": ("companion.optim:clip_grad_norm",),
     "10.1": ("companion.data:random_windows",),
     "10.2": ("companion.train:train",),
+    "13.1": ("companion.interpret:induction_scores",),
+    "13.2": (),  # zero_head_rows: the companion zeroes the rows inside interpret.ablate; nothing to import
 }
 
 
