@@ -10,8 +10,8 @@ Parameters, per component (C = n_embd, H = ffn_hidden, V = vocab_size, L = n_lay
     learned positions    block_size C                   (none for sinusoidal or RoPE)
     attention, a layer   C 3C + C C   (+ 3C + C biases); with n_kv_head < n_head (grouped-query),
                          k and v shrink to C K each, K = n_kv_head * head_size: C (C + 2K) + C C
-    feed-forward         2 C H        (+ H + C biases); SwiGLU: 3 C H (+ 2H + C biases)
-    norms                2 per layer + 1 final: C weights each (+ C biases for LayerNorm)
+    feed-forward         2 C H        (+ H + C biases); SwiGLU: 3 C H (+ 2H + C biases); none if attn_only
+    norms                2 per layer (1 if attn_only) + 1 final: C weights each (+ C biases for LayerNorm)
     output head          C V, or 0 when tied to the token embedding
 
 Forward FLOPs count matrix products only, 2 m k n for (m, k) @ (k, n), the convention of
@@ -62,8 +62,8 @@ def parameter_counts(config: ModelConfig) -> dict[str, int]:
         "token_embedding": V * C,
         "positions": config.block_size * C if config.positions == "learned" else 0,
         "attention": L * (2 * C * C + 2 * C * K + (2 * C + 2 * K if bias else 0)),
-        "feedforward": L * ffn,
-        "norms": (2 * L + (1 if config.norm_placement == "pre" else 0)) * norm,
+        "feedforward": 0 if config.attn_only else L * ffn,
+        "norms": ((1 if config.attn_only else 2) * L + (1 if config.norm_placement == "pre" else 0)) * norm,
         "head": 0 if config.tie_weights else C * V,
     }
     counts["total"] = sum(counts.values())
@@ -81,7 +81,7 @@ def forward_flops(config: ModelConfig, batch_size: int, seq_len: int | None = No
         "attn_scores": L * 2 * B * T * T * C,  # n_head products (T, hs) @ (hs, T); n_head * hs = C
         "attn_mix": L * 2 * B * T * T * C,  # (T, T) @ (T, hs) per head, all T x T computed then masked
         "attn_proj": L * 2 * B * T * C * C,
-        "ffn": L * n_ffn_mats * 2 * B * T * C * H,
+        "ffn": 0 if config.attn_only else L * n_ffn_mats * 2 * B * T * C * H,
         "head": 2 * B * T * C * V,
     }
     flops["total"] = sum(flops.values())
@@ -141,11 +141,19 @@ def activation_bytes(config: ModelConfig, batch_size: int, seq_len: int | None =
     # embedding: the token ids idx (B, T), kept to scatter the gradient back into wte's rows
     # positions: learned ones keep their position ids (1, T); sinusoidal and RoPE keep nothing
     # norms: xhat (B, T, C) and 1/std (B, T, 1) per norm; 2 per block, + 1 final for pre-norm
-    n_norms = 2 * L + (1 if config.norm_placement == "pre" else 0)
+    n_norms = (1 if config.attn_only else 2) * L + (1 if config.norm_placement == "pre" else 0)
     # attention, a layer: c_attn's input (B, T, C); q, k, v, which are views of one qkv array
     #   (B, T, 3C) that they keep alive whole; with RoPE, q and k are rotated copies (2 B T C
-    #   more, v still holds qkv); the weights att (B, nh, T, T); c_proj's input y (B, T, C)
-    qkv = 3 * BTC + (2 * BTC if config.positions == "rope" else 0)
+    #   more, v still holds qkv); the weights att (B, nh, T, T); c_proj's input y (B, T, C).
+    #   Grouped-query (n_kv_head < n_head): qkv is (B, T, C + 2K), K = n_kv_head * head_size, and
+    #   k and v are repeated to n_head heads (2 B T C); with RoPE, q is rotated too and no view of
+    #   qkv is left, so only q, k and v, (B, nh, T, hs) each, stay.
+    K = config.n_kv_head * config.head_size
+    rope = config.positions == "rope"
+    if K == C:
+        qkv = 3 * BTC + (2 * BTC if rope else 0)
+    else:
+        qkv = 3 * BTC if rope else B * T * (C + 2 * K) + 2 * BTC
     attention = BTC + qkv + B * nh * T * T + BTC
     # feed-forward, a layer: the input (B, T, C), shared by SwiGLU's two input matrices, then
     #   GELU: pre-activation, tanh, output (3 B T H); ReLU: pre-activation, output (2 B T H);
@@ -156,7 +164,7 @@ def activation_bytes(config: ModelConfig, batch_size: int, seq_len: int | None =
         "positions": T * TOKEN_ID_BYTES if config.positions == "learned" else 0,
         "norms": n_norms * (BTC + B * T) * s,
         "attention": L * attention * s,
-        "feedforward": L * (BTC + hidden * BTH) * s,
+        "feedforward": 0 if config.attn_only else L * (BTC + hidden * BTH) * s,
         # head: its input (B, T, C); a tied head also references wte, a parameter
         "head": BTC * s,
     }

@@ -50,6 +50,7 @@ class ModelConfig:
     bias: bool | None = None  # biases in linear layers and LayerNorm
     tie_weights: bool | None = None  # output head shares the token-embedding matrix
     norm_placement: str = "pre"  # 'pre' (GPT-2, LLaMA) or 'post' (the 2017 paper's Add & Norm)
+    attn_only: bool = False  # blocks without the feed-forward (and its norm): Elhage et al. 2021's toy models
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
     dtype: str = "float32"

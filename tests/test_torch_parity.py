@@ -84,6 +84,24 @@ def test_logits_loss_and_every_gradient(variant, use_mask):
 
 
 @pytest.mark.parametrize("family", ["gpt", "llama"])
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_attn_only_model_matches_torch(family, placement):
+    model = small_model(family, attn_only=True, norm_placement=placement)
+    twin = twin_of(model)
+    assert torch_num_params(twin) == model.num_params()
+    idx, targets, mask = batch(model.config)
+    logits, loss = companion_step(model, idx, targets, mask)
+    t_logits, t_loss = torch_step(twin, idx, targets, mask)
+    np.testing.assert_allclose(logits, t_logits, **TOL, err_msg="logits")
+    assert loss == pytest.approx(t_loss, rel=1e-9)
+    ours, theirs = model.gradients(), torch_gradients(twin)
+    assert set(ours) == set(theirs) and not any(".ffn." in name for name in ours)
+    for name in ours:
+        assert np.abs(ours[name]).max() > 0, f"{name}: zero gradient, the comparison would be empty"
+        np.testing.assert_allclose(ours[name], theirs[name], **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama"])
 def test_padding_mask_matches_torch(family):
     model = small_model(family)
     twin = twin_of(model)

@@ -59,6 +59,8 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "12.1": ("companion.flash_attention:flash_attention_forward",),
     "12.2": ("companion.accounting:parameter_counts",),
     "12.3": ("companion.accounting:kv_cache_bytes",),
+    "13.1": ("companion.interpret:induction_scores",),
+    "13.2": (),  # zero_head_rows: the companion zeroes the rows inside interpret.ablate; nothing to import
 }
 
 

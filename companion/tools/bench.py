@@ -60,7 +60,7 @@ def flops_per_step(config: ModelConfig, batch_size: int, seq_len: int | None = N
         "attn_scores": L * 2 * B * T * T * C,  # n_head heads of (T, hs) @ (hs, T), hs * n_head = C
         "attn_mix": L * 2 * B * T * T * C,
         "attn_proj": L * 2 * B * T * C * C,
-        "ffn": L * n_ffn_mats * 2 * B * T * C * H,
+        "ffn": 0 if config.attn_only else L * n_ffn_mats * 2 * B * T * C * H,
         "head": 2 * B * T * C * V,
     }
     out = {f"forward_{k}": v for k, v in forward.items()}

@@ -127,15 +127,16 @@ def build_torch_model(config):
             super().__init__()
             self.norm1 = make_norm()
             self.attn = CausalSelfAttention()
-            self.norm2 = make_norm()
-            self.ffn = SwiGLU() if config.ffn == "swiglu" else MLP()
+            if not config.attn_only:  # attn_only: no feed-forward and no second norm
+                self.norm2 = make_norm()
+                self.ffn = SwiGLU() if config.ffn == "swiglu" else MLP()
 
         def forward(self, x, pad_mask=None):
             if config.norm_placement == "pre":
                 x = x + self.attn(self.norm1(x), pad_mask)
-                return x + self.ffn(self.norm2(x))
+                return x if config.attn_only else x + self.ffn(self.norm2(x))
             x = self.norm1(x + self.attn(x, pad_mask))
-            return self.norm2(x + self.ffn(x))
+            return x if config.attn_only else self.norm2(x + self.ffn(x))
 
     class Head(nn.Module):
         def __init__(self):
