@@ -80,7 +80,7 @@ def pick_next(logits, rng: np.random.Generator | None = None, temperature: float
 
 
 def check_prompts(model, prompts: np.ndarray) -> np.ndarray:
-    prompts = np.asarray(prompts)
+    prompts = to_numpy(prompts)  # token ids are host data (a device array is copied back once)
     if prompts.ndim != 2:
         raise ValueError(f"prompts must have shape (B, T), got {prompts.shape}")
     if prompts.shape[1] == 0:

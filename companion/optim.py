@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .backend import Array, xp
+from .backend import Array, to_numpy, xp
 
 
 class Optimizer:
@@ -139,8 +139,14 @@ class AdamW(Adam):
 
 def clip_grad_norm(grads: dict[str, Array], max_norm: float) -> float:
     """Scale all gradients together so that their global L2 norm is at most max_norm.
-    Returns the norm before clipping (as ``torch.nn.utils.clip_grad_norm_`` does)."""
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    Returns the norm before clipping (as ``torch.nn.utils.clip_grad_norm_`` does).
+
+    The per-array sums of squares stay on the device and come to the host together, in one
+    copy: on a GPU each ``float()`` of a device scalar is a round trip that waits for the queue."""
+    if not grads:
+        return 0.0
+    sums = to_numpy(xp.stack([(g * g).sum() for g in grads.values()]))  # (n_arrays,): one transfer
+    total = math.sqrt(sum(float(s) for s in sums))  # float64 on the host, as before
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
         for g in grads.values():
