@@ -57,13 +57,13 @@ def count_train_steps(steps: int = 2, batch_size: int = 8, seed: int = 0, **mode
     return out
 
 
-def count_in_subprocess(steps: int = 2, batch_size: int = 8, **model_changes) -> dict:
-    """``count_train_steps`` run under COMPANION_BACKEND=strict in a fresh process -> its JSON."""
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in model_changes.items()]
+def count_in_subprocess(models: list[dict], steps: int = 2, batch_size: int = 8) -> list[dict]:
+    """``count_train_steps`` for each of ``models`` (changes to the ListOps model, e.g.
+    ``{"n_layer": 8}``), run under COMPANION_BACKEND=strict in one fresh process -> one result each."""
     env = {**os.environ, "COMPANION_BACKEND": "strict"}
     proc = subprocess.run([sys.executable, "-m", "companion.step_count", "--steps", str(steps),
-                           "--batch-size", str(batch_size), *flags], env=env, capture_output=True, text=True,
-                          timeout=600)
+                           "--batch-size", str(batch_size), "--models", json.dumps(models)], env=env,
+                          capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"counting under the strict backend failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -75,12 +75,19 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per step (default 8)")
     for name in ("n_layer", "n_head", "n_embd"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=f"{name} (default: the ListOps model's)")
+    parser.add_argument("--models", default=None,
+                        help='several models in one run, as a JSON list of changes: \'[{}, {"n_layer": 8}]\' '
+                             "(prints a JSON list)")
     args = parser.parse_args(argv)
-    changes = {k: getattr(args, k) for k in ("n_layer", "n_head", "n_embd") if getattr(args, k) is not None}
-    if "n_embd" in changes:
-        changes["ffn_hidden"] = 4 * changes["n_embd"]
-    steps = count_train_steps(args.steps, args.batch_size, **changes)
-    print(json.dumps({"model": changes, "batch_size": args.batch_size, "steps": steps}))
+    single = {k: getattr(args, k) for k in ("n_layer", "n_head", "n_embd") if getattr(args, k) is not None}
+    models = json.loads(args.models) if args.models else [single]
+    results = []
+    for changes in models:
+        if "n_embd" in changes and "ffn_hidden" not in changes:
+            changes = {**changes, "ffn_hidden": 4 * changes["n_embd"]}
+        steps = count_train_steps(args.steps, args.batch_size, **changes)
+        results.append({"model": changes, "batch_size": args.batch_size, "steps": steps})
+    print(json.dumps(results if args.models else results[0]))
 
 
 if __name__ == "__main__":
