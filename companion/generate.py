@@ -42,7 +42,7 @@ def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | 
                      top_p: float | None = None) -> np.ndarray:
     """logits (B, V) -> probabilities (B, V) float64 after temperature, top-k and top-p."""
     check_sampling(temperature, top_k, top_p)
-    z = np.asarray(logits, dtype=np.float64) / temperature  # (B, V)
+    z = to_numpy(logits).astype(np.float64) / temperature  # (B, V), sampled on the host
     if top_k is not None and top_k < z.shape[-1]:
         kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]  # (B, 1) the k-th largest logit
         z = np.where(z >= kth, z, -np.inf)  # ties with the k-th are kept
