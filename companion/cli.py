@@ -14,7 +14,9 @@ tuned defaults (training).
 stderr with ``--json``; the progress bar only when stderr is a terminal. ``--out DIR`` holds the
 checkpoint, ``metrics.jsonl`` (appended as the run goes) and, with ``--plot``, ``curves.png``.
 ``--resume`` continues the recorded run to its recorded ``--steps``; a flag given with another
-value than the recorded one is refused. ``train`` and ``bench`` call ``backend.tune_allocator()``.
+value than the recorded one is refused. ``train`` and ``bench`` call ``backend.tune_allocator()``
+and print which backend serves them; ``--backend numpy|cupy|strict`` runs a command under another
+(companion/cli_backend.py).
 
 Other modules add subcommands the same way this one does: a module with ``add_parser(subparsers)``
 that registers its parser(s) and sets ``func`` (``func(args) -> exit code``); list it in
