@@ -28,12 +28,14 @@ The modules follow the book's chapters:
     grouped_query.py   12                      grouped- and multi-query attention
     hf_gpt2.py      12  GPT-2's formats        Hugging Face checkpoints and tokenizer files
     interpret.py    13  What it learned        attention scores, ablation, logit lens, probes
+    induction.py    13                         repeated-token data and when induction heads form
     backend.py      14  GPU                    NumPy or CuPy behind one `xp`
     viz/                Figures                attention maps and explorers, diagrams
     grading/            Exercises              grade, check("3.2"), use(attention_forward=...)
     tools/              Tooling                command line and flags, bench, profile, recipe,
                                                size sweep, PyTorch twin, checkpoint files,
-                                               atomic writes, the strict CuPy double
+                                               atomic writes, the strict CuPy double, --backend,
+                                               counting a step's array operations
 """
 
 from .checkpoint import load_checkpoint, save_checkpoint

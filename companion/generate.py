@@ -42,7 +42,7 @@ def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | 
                      top_p: float | None = None) -> np.ndarray:
     """logits (B, V) -> probabilities (B, V) float64 after temperature, top-k and top-p."""
     check_sampling(temperature, top_k, top_p)
-    z = np.asarray(logits, dtype=np.float64) / temperature  # (B, V)
+    z = to_numpy(logits).astype(np.float64) / temperature  # (B, V), sampled on the host
     if top_k is not None and top_k < z.shape[-1]:
         kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]  # (B, 1) the k-th largest logit
         z = np.where(z >= kth, z, -np.inf)  # ties with the k-th are kept
@@ -80,7 +80,7 @@ def pick_next(logits, rng: np.random.Generator | None = None, temperature: float
 
 
 def check_prompts(model, prompts: np.ndarray) -> np.ndarray:
-    prompts = np.asarray(prompts)
+    prompts = to_numpy(prompts)  # token ids are host data (a device array is copied back once)
     if prompts.ndim != 2:
         raise ValueError(f"prompts must have shape (B, T), got {prompts.shape}")
     if prompts.shape[1] == 0:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import to_numpy
 from .loss import cross_entropy_backward, cross_entropy_forward
 
 
@@ -51,7 +52,7 @@ def rescale_init(model, embedding_std: float | None = None, weight_factor: float
 
 
 def _rms(x) -> float:
-    return float(np.sqrt(np.mean(np.asarray(x, dtype=np.float64) ** 2)))
+    return float(np.sqrt(np.mean(to_numpy(x).astype(np.float64) ** 2)))  # a diagnostic: on the host
 
 
 def _branches_forward(block, x):

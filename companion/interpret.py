@@ -20,6 +20,10 @@ norm and the output head, as if the model ended there.
 
 Linear probe: least squares from the residual stream at one position to a one-hot label;
 what a linear read-out can recover at each depth (with controls, since a probe can learn).
+
+On a GPU backend (companion/backend.py) the model's arrays stay on the device: the scores index
+them there and bring back only their (nh,) results; a probe is fitted on the host (its features
+are copied once with ``to_numpy``: a small least-squares solve, like a plot, is an edge).
 """
 
 from __future__ import annotations
@@ -28,14 +32,15 @@ import contextlib
 
 import numpy as np
 
+from .backend import to_numpy, xp
 from .model import Transformer
 
 
 def previous_token_scores(att: np.ndarray) -> np.ndarray:
     """att (B, nh, T, T) -> (nh,): mean weight each head puts on the previous position."""
     T = att.shape[-1]
-    i = np.arange(1, T)
-    return att[:, :, i, i - 1].mean(axis=(0, 2))
+    i = xp.arange(1, T)  # on the device, with att
+    return to_numpy(att[:, :, i, i - 1].mean(axis=(0, 2)))  # (nh,) to the host
 
 
 def induction_scores(att: np.ndarray, period, stop=None) -> np.ndarray:
@@ -47,16 +52,16 @@ def induction_scores(att: np.ndarray, period, stop=None) -> np.ndarray:
     earlier occurrences to split their attention over; ``stop = 2 * period`` keeps the first
     repeat alone, whose queries have exactly one."""
     B, T = att.shape[0], att.shape[-1]
-    periods = np.broadcast_to(np.asarray(period), (B,))
-    stops = np.broadcast_to(np.asarray(T if stop is None else stop), (B,))
+    periods = np.broadcast_to(to_numpy(period), (B,))  # host integers: they set the loop
+    stops = np.broadcast_to(to_numpy(T if stop is None else stop), (B,))
     if periods.min() < 1 or periods.max() >= T:
         raise ValueError(f"period must be between 1 and T - 1 = {T - 1}, got {period}")
     if np.any(stops <= periods):
         raise ValueError(f"stop must be greater than the period, got stop {stop} for period {period}")
     per_sequence = []
     for b, p in enumerate(periods):
-        i = np.arange(p, min(int(stops[b]), T))
-        per_sequence.append(att[b, :, i, i - p + 1].mean(axis=0))  # (nh,)
+        i = xp.arange(int(p), min(int(stops[b]), T))
+        per_sequence.append(to_numpy(att[b, :, i, i - int(p) + 1].mean(axis=0)))  # (nh,)
     return np.mean(per_sequence, axis=0)
 
 
@@ -123,6 +128,7 @@ def logit_lens(model: Transformer, idx: np.ndarray) -> list[np.ndarray]:
 def fit_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, ridge: float = 1e-3) -> np.ndarray:
     """Least-squares linear probe: features (N, C), integer labels (N,) -> weights (C + 1, n_classes),
     the last row a bias, minimising |[X 1] W - onehot(y)|^2 + ridge |W|^2."""
+    features, labels = to_numpy(features), to_numpy(labels)  # fitted on the host
     if features.ndim != 2 or labels.shape != (features.shape[0],):
         raise ValueError(f"expected features (N, C) and labels (N,), got {features.shape} and {labels.shape}")
     X = np.hstack([features.astype(np.float64), np.ones((len(features), 1))])  # (N, C + 1)
@@ -132,5 +138,6 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, ridge: f
 
 def probe_accuracy(w: np.ndarray, features: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of rows whose largest probe output is the true label."""
+    w, features, labels = to_numpy(w), to_numpy(features), to_numpy(labels)
     X = np.hstack([features.astype(np.float64), np.ones((len(features), 1))])
     return float(((X @ w).argmax(axis=1) == labels).mean())

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .backend import Array, xp
+from .backend import Array, to_numpy, xp
 from .module import flat_layout
 
 # Elements per piece of the buffer that Adam updates at a time: 64k float32 numbers are 256 KiB,
@@ -216,10 +216,16 @@ def _merge(parts: list[slice]) -> list[slice]:
 
 def clip_grad_norm(grads: dict[str, Array], max_norm: float) -> float:
     """Scale all gradients together so that their global L2 norm is at most max_norm.
-    Returns the norm before clipping (as ``torch.nn.utils.clip_grad_norm_`` does)."""
+    Returns the norm before clipping (as ``torch.nn.utils.clip_grad_norm_`` does).
+
+    The sums of squares stay on the device and come to the host together, in one copy: on a GPU
+    each ``float()`` of a device scalar is a round trip that waits for the queue."""
+    if not grads:
+        return 0.0
     layout = flat_layout(grads)
     arrays = [layout[0]] if layout is not None else list(grads.values())  # one buffer: one pass
-    total = math.sqrt(sum(float((g * g).sum()) for g in arrays))
+    sums = to_numpy(xp.stack([(g * g).sum() for g in arrays]))  # (n_arrays,): one transfer
+    total = math.sqrt(sum(float(s) for s in sums))  # float64 on the host
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
         for g in arrays:

@@ -14,6 +14,12 @@ change what training sees: a run resumed at step k from a checkpoint (weights, o
 state, the rng's state and the History) computes exactly the losses of the run that never
 stopped. Nothing else may carry state between steps; nothing here does.
 
+On a GPU backend (companion/backend.py) the batch is moved to the device once per step
+(``xp.asarray``) and a step copies back to the host only scalars: the loss (logged, and checked
+for divergence), the gradient norm (one copy, for the clipping and the same check), and the
+input checks that token ids lie inside the vocabulary and the loss mask is not empty (CuPy would
+wrap an out-of-range index around silently). tests/test_strict_backend.py counts them.
+
 A loss or gradient that is NaN or infinite stops training at once with a
 ``FloatingPointError`` that names the step and suggests a cure, rather than letting the
 NaN silently spread through every weight.

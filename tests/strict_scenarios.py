@@ -69,7 +69,62 @@ def planted_leak() -> dict:
     return {"caught": None}
 
 
-SCENARIOS = {f.__name__: f for f in (train_steps, generation, checkpoint, gradient_check, planted_leak)}
+def text_task_training() -> dict:
+    """The course's own training loop on the text task: batches drawn on the host, moved per step."""
+    from companion.tasks import make_task
+    from companion.train import default_train_config, train
+
+    task = make_task("text", seed=0, max_chars=20000, block_size=32)
+    model = companion.Transformer(companion.preset("baby", vocab_size=task.tokenizer.vocab_size, block_size=32,
+                                                   n_layer=1, n_embd=32), np.random.default_rng(0))
+    cfg = default_train_config(task, steps=3, batch_size=4, eval_every=0, eval_size=4, warmup_steps=1)
+    history = train(model, task, cfg, np.random.default_rng(1), progress=False)
+    val = {k: v for k, v in history.last.items() if k != "seconds"}  # the wall clock differs run to run
+    return {"losses": history.train_losses, "val": val}
+
+
+def evaluation() -> dict:
+    """evaluate() on ListOps (teacher-forced loss and accuracy, greedy exact match) and on text."""
+    from companion.evaluate import evaluate
+    from companion.tasks import make_task
+
+    task = make_task("listops", seed=0)
+    model = companion.Transformer(companion.preset("listops"), np.random.default_rng(0))
+    listops = evaluate(model, task, "val", max_problems=24)
+    text_task = make_task("text", seed=0, max_chars=20000, block_size=32)
+    text_model = companion.Transformer(companion.preset("baby", vocab_size=text_task.tokenizer.vocab_size,
+                                                        block_size=32, n_layer=1, n_embd=32), np.random.default_rng(0))
+    return {"listops": listops, "text": evaluate(text_model, text_task, "val", max_problems=4)}
+
+
+def visualizer_data() -> dict:
+    """The visualizers' data (companion.viz) and the interpretability scores: host arrays at the edge."""
+    from companion import interpret
+    from companion.tokenizers import CharTokenizer
+    from companion.viz import run_model, take_snapshot
+    from companion.viz.static import StaticExplorer
+
+    tok = CharTokenizer("()0123456789 aimnx")
+    model = companion.Transformer(companion.preset("tiny", vocab_size=tok.vocab_size, n_head=2, dtype="float64"),
+                                  np.random.default_rng(0))
+    rec = run_model(model, tok, tok.encode("max(3 7 1)"))
+    page = StaticExplorer(model, tok, ["max(3 7 1)"], snapshots=[take_snapshot(model)]).to_html()
+    idx = asarray(np.random.default_rng(1).integers(0, tok.vocab_size, size=(2, 12)))
+    att = model.attention_weights(idx)[0]
+    stream = interpret.residual_stream(model, idx)[-1]  # (B, T, C), on the device
+    feats, labels = stream.reshape(-1, stream.shape[-1]), idx.reshape(-1)
+    probe = interpret.fit_probe(feats, labels, tok.vocab_size)
+    with interpret.ablate(model, 1, 0, mean_over=idx):
+        ablated = to_numpy(model.forward(idx))
+    return {"weights": rec.weights.ravel()[::7].tolist(), "probs": rec.probs[-1].tolist(), "html_len": len(page),
+            "prev": interpret.previous_token_scores(att).tolist(),
+            "induction": interpret.induction_scores(att, 3).tolist(),
+            "probe_acc": interpret.probe_accuracy(probe, feats, labels),
+            "ablated": ablated.ravel()[::11].tolist()}
+
+
+SCENARIOS = {f.__name__: f for f in (train_steps, generation, checkpoint, gradient_check, planted_leak,
+                                     text_task_training, evaluation, visualizer_data)}
 
 if __name__ == "__main__":
     name, out = sys.argv[1], sys.argv[2]

@@ -29,7 +29,8 @@ def run(scenario: str, backend: str, tmp_path: Path) -> dict:
     return result
 
 
-@pytest.mark.parametrize("scenario", ["train_steps", "generation", "checkpoint", "gradient_check"])
+@pytest.mark.parametrize("scenario", ["train_steps", "generation", "checkpoint", "gradient_check",
+                                      "text_task_training", "evaluation", "visualizer_data"])
 def test_the_strict_backend_runs_and_matches_numpy_exactly(scenario, tmp_path):
     strict, plain = run(scenario, "strict", tmp_path), run(scenario, "numpy", tmp_path)
     assert strict == plain
@@ -57,3 +58,36 @@ def test_the_strict_array_refuses_what_cupy_refuses():
             leak()
     assert float(a.sum()) == 6.0  # a one-element result may come to the host
     assert (a * np.float32(2) + 1).get().tolist() == [[3.0] * 3] * 2  # NumPy scalars mix, as in CuPy
+
+
+def test_the_double_keeps_reductions_on_the_device_and_counts_host_copies():
+    import numpy as np
+
+    from companion.tools.backend_strict import StrictArray, asarray, counting
+
+    a = asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    with counting() as n:
+        total = a.sum()  # a 0-d device array, as in CuPy: not yet a host number
+        assert isinstance(total, StrictArray) and total.shape == ()
+        assert isinstance(a[1, 2], StrictArray)
+        b = (a * 2).reshape(3, 2).T  # one kernel (the product); reshape and .T are views
+        assert float(total) == 15.0 and b.get().shape == (2, 3)
+    assert n["op"] == 2 and n["op:mul"] == 1 and n["op:sum"] == 1  # a[1, 2] (basic indexing) is a view
+    assert n["to_host"] == 2 and n["to_host:float"] == 1 and n["to_host:get"] == 1
+
+
+def test_a_training_step_copies_to_the_host_only_its_checks_the_loss_and_the_norm(tmp_path):
+    """The host round trips of one step of companion.train, counted under the strict double: the
+    token-id range checks of the embedding and the loss and the loss mask's emptiness (which CuPy,
+    wrapping out-of-range indices silently, would not make for us), the logged loss, and the
+    gradient norm, which comes back in one copy."""
+    env = {**os.environ, "COMPANION_BACKEND": "strict", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "companion.tools.step_count", "--steps", "2"], env=env,
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = json.loads(proc.stdout.strip().splitlines()[-1])["steps"]
+    for step in steps:
+        assert step["to_device"] == 3  # idx, targets, loss mask: drawn on the host, moved once
+        assert step["to_host"] == 9, step
+        assert 500 < step["op"] < 2000 and step["top"]["matmul"] > 0
+    assert steps[0]["op"] > steps[1]["op"]  # the first step also creates AdamW's moment buffers

@@ -10,7 +10,9 @@ instead of NumPy, so those mistakes fail on any CPU, in CI, exactly where they w
 - ``__array__`` raises, so ``np.asarray(a)``, ``np.mean(a)`` or a plot of ``a`` fail loudly;
 - mixing with a ``numpy.ndarray`` in arithmetic, indexing or a namespace function raises;
 - ``float(a)`` / ``int(a)`` / ``bool(a)`` work only on one-element arrays (a device-to-host copy
-  of a scalar, which CuPy allows), and ``a.get()`` is the explicit copy to the host.
+  of a scalar, which CuPy allows), and ``a.get()`` is the explicit copy to the host;
+- reductions and scalar indexing (``a.sum()``, ``a[0, 1]``) give 0-d device arrays, not host
+  scalars, so every copy to the host is visible (and countable: ``counting()``).
 
 Python numbers and NumPy scalars (``np.float32(2)``) mix freely, as they do with CuPy. Every
 array function of this namespace is NumPy's, applied to the wrapped arrays, so results are
@@ -19,11 +21,47 @@ bit-identical to the NumPy backend's.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import operator
 
 import numpy
 
 HOST_COPY = "use companion.backend.to_numpy(a) (CuPy: a.get()) to copy a device array to the host on purpose"
+
+
+# Operations that only re-describe the same memory (CuPy returns a view and launches no kernel).
+VIEWS = frozenset({"reshape", "transpose", "swapaxes", "squeeze", "view", "T", "__getitem__"})
+_counter = None  # a Counter while `counting()` is active, else None
+
+
+@contextlib.contextmanager
+def counting():
+    """Count what the code inside does to device arrays, by kind, in a ``collections.Counter``:
+
+    - ``"op"``: operations that compute a new array or write one (arithmetic, reductions, matmul,
+      namespace functions, in-place updates, fancy indexing): on CuPy each launches at least one
+      GPU kernel; views (reshape, transpose, basic slicing) are not counted;
+    - ``"to_device"``: host-to-device copies (``asarray``); ``"to_host"``: device-to-host copies
+      (``get()``, and ``float()``/``int()``/``bool()`` of a one-element array), each of which
+      waits for every queued kernel on a GPU. Also counted per name, e.g. ``"op:matmul"``."""
+    global _counter
+    previous, _counter = _counter, collections.Counter()
+    try:
+        yield _counter
+    finally:
+        _counter = previous
+
+
+def _count(kind: str, name: str) -> None:
+    if _counter is not None and (kind != "op" or name not in VIEWS):
+        _counter[kind] += 1
+        _counter[f"{kind}:{name}"] += 1
+
+
+def _advanced(key) -> bool:
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, (StrictArray, list)) for k in keys)
 
 
 class StrictArray:
@@ -40,6 +78,7 @@ class StrictArray:
 
     def get(self) -> numpy.ndarray:
         """The explicit copy to the host, as ``cupy.ndarray.get()``."""
+        _count("to_host", "get")
         return self._a.copy()
 
     # --- the host scalar conversions CuPy allows, for one element only
@@ -47,6 +86,7 @@ class StrictArray:
         if self._a.size != 1:
             raise TypeError(f"{kind.__name__}() of a device array with {self._a.size} elements: only one-element "
                             f"arrays convert to a Python scalar ({HOST_COPY})")
+        _count("to_host", kind.__name__)
         return kind(self._a.reshape(()))
 
     def __float__(self):
@@ -93,12 +133,20 @@ class StrictArray:
         method = getattr(self._a, name)
         if not callable(method):
             return wrap(method)
-        return lambda *args, **kwargs: wrap(method(*unwrap(args), **unwrap(kwargs)))
+
+        def call(*args, **kwargs):
+            _count("op", name)
+            return wrap(method(*unwrap(args), **unwrap(kwargs)))
+
+        return call
 
     def __getitem__(self, key):
+        if _advanced(key):
+            _count("op", "take")  # fancy indexing gathers into a new array
         return wrap(self._a[unwrap(key)])
 
     def __setitem__(self, key, value):
+        _count("op", "setitem")
         self._a[unwrap(key)] = unwrap(value)
 
 
@@ -106,9 +154,11 @@ def _binary(name):
     op = getattr(operator, name if name not in ("and", "or") else f"{name}_")
 
     def method(self, other):
+        _count("op", name)
         return wrap(op(self._a, unwrap(other)))
 
     def reflected(self, other):
+        _count("op", name)
         return wrap(op(unwrap(other), self._a))
 
     return method, reflected
@@ -121,11 +171,12 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"
     setattr(StrictArray, f"__r{_name}__", _rev)
     _iop = getattr(operator, f"i{_name}")
     setattr(StrictArray, f"__i{_name}__",
-            lambda self, other, _iop=_iop: (_iop(self._a, unwrap(other)), self)[1])
+            lambda self, other, _iop=_iop, _n=f"i{_name}": (_count("op", _n), _iop(self._a, unwrap(other)), self)[2])
 for _name in ("lt", "le", "eq", "ne", "gt", "ge"):
     setattr(StrictArray, f"__{_name}__", _binary(_name)[0])
 for _name in ("neg", "pos", "abs", "invert"):  # noqa: B007 (bound through the default argument)
-    setattr(StrictArray, f"__{_name}__", lambda self, _op=getattr(operator, _name): wrap(_op(self._a)))
+    setattr(StrictArray, f"__{_name}__",
+            lambda self, _op=getattr(operator, _name), _n=_name: (_count("op", _n), wrap(_op(self._a)))[1])
 StrictArray.__hash__ = None
 
 
@@ -147,9 +198,13 @@ def unwrap(x):
 
 
 def wrap(x):
-    """NumPy arrays (through lists and tuples) -> StrictArray; scalars stay scalars."""
+    """NumPy arrays (through lists and tuples) -> StrictArray. A NumPy scalar that an operation
+    returns (``a.sum()``, ``a[0, 1]``) becomes a 0-d device array, as in CuPy, where a reduction
+    stays on the device until ``float()`` asks for it; Python scalars stay scalars."""
     if isinstance(x, numpy.ndarray):
         return StrictArray(x)
+    if isinstance(x, numpy.generic):
+        return StrictArray(numpy.asarray(x))
     if isinstance(x, (list, tuple)):
         return type(x)(wrap(v) for v in x)
     return x
@@ -158,7 +213,11 @@ def wrap(x):
 def asarray(a, dtype=None):
     """The host-to-device move: NumPy arrays and Python data become device arrays."""
     if isinstance(a, StrictArray):
-        return a if dtype is None or a.dtype == dtype else StrictArray(a._a.astype(dtype))
+        if dtype is None or a.dtype == dtype:
+            return a
+        _count("op", "astype")
+        return StrictArray(a._a.astype(dtype))
+    _count("to_device", "asarray")
     return StrictArray(numpy.array(a, dtype=dtype))  # a copy, as a transfer to the GPU is
 
 
@@ -173,4 +232,9 @@ def __getattr__(name):
     value = getattr(numpy, name)
     if isinstance(value, type) or not callable(value):
         return value
-    return lambda *args, **kwargs: wrap(value(*unwrap(args), **unwrap(kwargs)))
+
+    def call(*args, **kwargs):
+        _count("op", name)
+        return wrap(value(*unwrap(args), **unwrap(kwargs)))
+
+    return call

@@ -1,6 +1,7 @@
 """A size sweep: time one training step from the ListOps model up to ~50M parameters.
 
     python -m companion.tools.bench_sweep --out results.json [--max-params 1.2e7] [--steps 3]
+                                          [--batch-size 12] [--block-size 128]
 
 runs on whichever backend serves the companion (``COMPANION_BACKEND``: NumPy on the CPU, CuPy
 on a GPU) and writes a JSON file that says what was measured where: the backend and device,
@@ -43,10 +44,11 @@ SIZES = [("0.1M", 2, 4, 64), ("0.8M", 4, 4, 128), ("3M", 6, 6, 192), ("10M", 8, 
 ROW_KEYS = {"name": str, "n_params": int, "flops_per_step": int, "ms_per_step": float, "gflops_per_s": float}
 
 
-def sweep_configs(max_params: float = float("inf")) -> list[tuple[str, ModelConfig]]:
+def sweep_configs(max_params: float = float("inf"), block_size: int = BLOCK_SIZE) -> list[tuple[str, ModelConfig]]:
+    """The sizes of the sweep up to ``max_params`` parameters (counted at ``block_size``)."""
     out = []
     for name, n_layer, n_head, n_embd in SIZES:
-        config = ModelConfig(family="gpt", vocab_size=VOCAB_SIZE, block_size=BLOCK_SIZE, n_layer=n_layer,
+        config = ModelConfig(family="gpt", vocab_size=VOCAB_SIZE, block_size=block_size, n_layer=n_layer,
                              n_head=n_head, n_embd=n_embd)
         if parameter_counts(config)["total"] <= max_params:
             out.append((name, config))
@@ -58,13 +60,13 @@ def synchronize() -> None:
         xp.cuda.Device().synchronize()
 
 
-def time_steps(config: ModelConfig, steps: int, seed: int = 0) -> list[float]:
+def time_steps(config: ModelConfig, steps: int, seed: int = 0, batch_size: int = BATCH_SIZE) -> list[float]:
     """Seconds of each of ``steps`` training steps (forward, loss, backward, AdamW), after one warm-up."""
     rng = np.random.default_rng(seed)
     model = Transformer(config, rng)
     opt = AdamW(model.parameters(), model.gradients(), lr=1e-3)
-    idx = asarray(rng.integers(0, config.vocab_size, size=(BATCH_SIZE, config.block_size)))
-    targets = asarray(rng.integers(0, config.vocab_size, size=(BATCH_SIZE, config.block_size)))
+    idx = asarray(rng.integers(0, config.vocab_size, size=(batch_size, config.block_size)))
+    targets = asarray(rng.integers(0, config.vocab_size, size=(batch_size, config.block_size)))
     times = []
     for step in range(steps + 1):
         synchronize()
@@ -81,24 +83,29 @@ def time_steps(config: ModelConfig, steps: int, seed: int = 0) -> list[float]:
     return times
 
 
-def sweep(max_params: float = float("inf"), steps: int = 3):
+def sweep(max_params: float = float("inf"), steps: int = 3, batch_size: int = BATCH_SIZE,
+          block_size: int = BLOCK_SIZE, verbose: bool = True):
     """Yield one result row per size, smallest first, as soon as it is measured."""
-    for name, config in sweep_configs(max_params):
-        seconds = statistics.median(time_steps(config, steps))
-        flops = training_step_flops(config, BATCH_SIZE)
+    for name, config in sweep_configs(max_params, block_size):
+        seconds = statistics.median(time_steps(config, steps, batch_size=batch_size))
+        flops = training_step_flops(config, batch_size)
         row = {"name": name, "n_params": parameter_counts(config)["total"], "flops_per_step": flops,
                "ms_per_step": round(1000 * seconds, 3), "gflops_per_s": round(flops / seconds / 1e9, 2)}
-        print(f"{name:>5}  {row['n_params']:>11,} params  {row['ms_per_step']:>10.1f} ms/step  "
-              f"{row['gflops_per_s']:>8.1f} GFLOP/s", flush=True)
+        if verbose:
+            print(f"{name:>5}  {row['n_params']:>11,} params  {row['ms_per_step']:>10.1f} ms/step  "
+                  f"{row['gflops_per_s']:>8.1f} GFLOP/s", flush=True)
         yield row
 
 
-def environment() -> dict:
-    """What served the run: backend, device, versions, date, commit."""
+def environment(batch_size: int = BATCH_SIZE, block_size: int = BLOCK_SIZE) -> dict:
+    """What served the run: backend, device, versions, date, commit (and, on the CPU, the load
+    average of the last 1, 5 and 15 minutes: above the core count, other work shared the CPU)."""
     env = {"backend": BACKEND, "device": describe(), "numpy": np.__version__, "python": platform.python_version(),
            "machine": platform.machine(), "cpu_count": os.cpu_count(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "commit": git_commit(), "batch_size": BATCH_SIZE, "block_size": BLOCK_SIZE, "vocab_size": VOCAB_SIZE}
+           "commit": git_commit(), "batch_size": batch_size, "block_size": block_size, "vocab_size": VOCAB_SIZE}
+    if BACKEND != "cupy" and hasattr(os, "getloadavg"):
+        env["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if BACKEND == "cupy":  # pragma: no cover - GPU only
         env["cupy"] = xp.__version__
         env["cuda_driver"] = xp.cuda.runtime.driverGetVersion()
@@ -148,9 +155,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="JSON file to write (the run is stored under 'cpu' or 'gpu')")
     parser.add_argument("--max-params", type=float, default=float("inf"), help="skip sizes above this many parameters")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per size (after one warm-up step)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"sequences per step (default {BATCH_SIZE})")
+    parser.add_argument("--block-size", type=int, default=BLOCK_SIZE, help=f"tokens per sequence (default {BLOCK_SIZE})")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
+    for flag in ("steps", "batch_size", "block_size"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     path = Path(args.out)
     results = {"schema": SCHEMA, "cpu": None, "gpu": None}
     if path.exists():
@@ -159,8 +169,8 @@ def main(argv=None) -> None:
         results = read_json(path, "sweep results")
     part = "gpu" if BACKEND == "cupy" else "cpu"
     print(f"sweep on {describe()}", flush=True)
-    results[part] = {**environment(), "rows": []}
-    for row in sweep(args.max_params, args.steps):  # written after each size, so a cut-off run keeps its rows
+    results[part] = {**environment(args.batch_size, args.block_size), "rows": []}
+    for row in sweep(args.max_params, args.steps, args.batch_size, args.block_size):  # written after each size, so a cut-off run keeps its rows
         results[part]["rows"].append(row)
         write_json(path, results)
     check_results(results, require_cpu=False)

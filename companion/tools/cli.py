@@ -14,7 +14,9 @@ tuned defaults (training).
 stderr with ``--json``; the progress bar only when stderr is a terminal. ``--out DIR`` holds the
 checkpoint, ``metrics.jsonl`` (appended as the run goes) and, with ``--plot``, ``curves.png``.
 ``--resume`` continues the recorded run to its recorded ``--steps``; a flag given with another
-value than the recorded one is refused. ``train`` and ``bench`` call ``backend.tune_allocator()``.
+value than the recorded one is refused. ``train`` and ``bench`` call ``backend.tune_allocator()``
+and print which backend serves them; ``--backend numpy|cupy|strict`` runs a command under another
+(companion/tools/cli_backend.py).
 
 Other modules add subcommands the same way this one does: a module with ``add_parser(subparsers)``
 that registers its parser(s) and sets ``func`` (``func(args) -> exit code``); list it in
@@ -90,7 +92,7 @@ def add_train_parser(subparsers) -> None:
 
 
 def train_command(args) -> int:
-    from ..backend import tune_allocator
+    from ..backend import describe, tune_allocator
     from ..checkpoint import checkpoint_exists, save_checkpoint
     from ..evaluate import evaluate
     from ..history import MetricsLog, format_record
@@ -101,6 +103,7 @@ def train_command(args) -> int:
     if args.plot and not args.out:
         raise UsageError(f"--plot saves {PLOT_FILE} into the run folder: give --out DIR")
     tune_allocator()  # this process does nothing but train: let glibc keep freed memory for reuse
+    print(f"backend: {describe()}", file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.resume:
         task, ck, cfg = resume_run(args)
         model, optimizer, start, history, rng = ck.model, ck.optimizer, ck.step, ck.history, ck.rng
@@ -309,10 +312,11 @@ def add_bench_parser(subparsers) -> None:
 
 
 def bench_command(args) -> int:
-    from ..backend import tune_allocator
+    from ..backend import describe, tune_allocator
     from .bench import bench_config, format_report, run_bench
 
     tune_allocator()  # time the model as train runs it
+    print(f"backend: {describe()}", flush=True)
 
     if args.vs_torch or args.recipe:
         try:
@@ -360,6 +364,11 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         if not getattr(args, "func", None):
             raise UsageError("python -m companion: give a command: train, eval, generate, bench (see --help)")
+        from .cli_backend import switch_backend
+
+        restarted = switch_backend(args, argv)  # --backend other than the one serving: run again under it
+        if restarted is not None:
+            return restarted
         if getattr(args, "threads", None) is not None and args.threads < 1:
             raise UsageError(f"--threads must be a positive integer, got {args.threads}")
         limits = nullcontext()

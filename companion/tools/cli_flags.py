@@ -101,6 +101,9 @@ def given(args, cls) -> dict:
 def add_common(p, json_help="the last line printed is one JSON object of the final metrics"):
     p.add_argument("--threads", type=int, default=None, help="BLAS threads (pinned with threadpoolctl; default: all cores)")
     p.add_argument("--json", action="store_true", help=json_help)
+    from .cli_backend import add_backend_flag  # --backend (companion/tools/cli_backend.py)
+
+    add_backend_flag(p)
 
 
 # The model a task trains when no --preset is given.

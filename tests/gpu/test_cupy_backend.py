@@ -53,3 +53,14 @@ def test_generation_with_the_cache_gives_the_same_greedy_tokens(tmp_path):
 def test_checkpoints_round_trip_and_gradients_check_on_the_gpu(tmp_path):
     assert run("checkpoint", "cupy", tmp_path)["same"] is True
     assert run("gradient_check", "cupy", tmp_path)["max_error"] < 1e-6
+
+
+def test_the_text_task_trains_through_the_course_loop_as_on_numpy(tmp_path):
+    gpu, cpu = run("text_task_training", "cupy", tmp_path), run("text_task_training", "numpy", tmp_path)
+    assert gpu["losses"] == pytest.approx(cpu["losses"], rel=1e-4)  # float32, three steps of AdamW
+
+
+def test_the_visualizers_get_host_arrays_that_match_numpy(tmp_path):
+    gpu, cpu = run("visualizer_data", "cupy", tmp_path), run("visualizer_data", "numpy", tmp_path)
+    for key in ("weights", "probs", "prev", "induction", "ablated"):  # a float64 model
+        assert gpu[key] == pytest.approx(cpu[key], rel=1e-9, abs=1e-12), key
