@@ -352,3 +352,15 @@ def test_every_exercise_names_its_references_and_they_exist():
     assert exercises == set(REFERENCES), "references.py must list every graded exercise (an empty tuple if none)"
     for exercise in exercises:
         assert len(resolve_all(exercise)) == len(REFERENCES[exercise])
+
+
+def test_a_submission_that_loops_everywhere_is_bounded_by_five_minutes():
+    """Every exercise looping forever costs each its wall-clock limit: the sum must stay under the
+    5 minutes instructors are promised (issue: a whole course graded in bounded time), with room
+    for starting workers and importing files."""
+    from companion.grading.grader import catalogue
+    from companion.grading.workers import DEFAULT_TIME_LIMIT_S
+
+    exercises = {score.exercise for score in catalogue()}
+    assert len(exercises) >= 30
+    assert len(exercises) * DEFAULT_TIME_LIMIT_S <= 250, (len(exercises), DEFAULT_TIME_LIMIT_S)
