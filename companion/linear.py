@@ -48,7 +48,7 @@ class Linear(Module):
             self.add_param("b", xp.zeros(n_out, dtype=dtype))
 
     def forward(self, x: Array) -> Array:
-        check_input(x, "Linear input", x.ndim if x.ndim >= 1 else 1, self.n_in, self.dtype)
+        check_input(x, "Linear input", last_dim=self.n_in, dtype=self.dtype)
         out, self.cache = plugged(linear_forward)(x, self.params["w"], self.params.get("b"))
         return out
 

@@ -73,12 +73,15 @@ class Module:
         return self.forward(*args, **kwargs)
 
 
-def check_input(x, name: str, ndim: int, last_dim: int | None = None, dtype=None) -> None:
-    """Fail at once, naming the problem, when a layer is handed the wrong shape or dtype."""
+def check_input(x, name: str, ndim: int | None = None, last_dim: int | None = None, dtype=None) -> None:
+    """Fail at once, naming the problem, when a layer is handed the wrong shape or dtype.
+    ``ndim`` None accepts any number of leading axes (a layer applied to every position)."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
-    if x.ndim != ndim:
+    if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {tuple(x.shape)}")
+    if last_dim is not None and x.ndim == 0:
+        raise ValueError(f"{name}: expected an array with a last dimension of {last_dim}, got a scalar")
     if last_dim is not None and x.shape[-1] != last_dim:
         raise ValueError(f"{name}: expected last dimension {last_dim}, got shape {tuple(x.shape)}")
     if dtype is not None and x.dtype != dtype:

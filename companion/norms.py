@@ -73,7 +73,7 @@ class LayerNorm(Module):
             self.add_param("b", xp.zeros(n_embd, dtype=dtype))
 
     def forward(self, x: Array) -> Array:
-        check_input(x, "LayerNorm input", x.ndim, self.params["w"].shape[0], self.dtype)
+        check_input(x, "LayerNorm input", last_dim=self.params["w"].shape[0], dtype=self.dtype)
         out, self.cache = plugged(layernorm_forward)(x, self.params["w"], self.params.get("b"), self.eps)
         return out
 
@@ -92,7 +92,7 @@ class RMSNorm(Module):
         self.add_param("w", xp.ones(n_embd, dtype=dtype))
 
     def forward(self, x: Array) -> Array:
-        check_input(x, "RMSNorm input", x.ndim, self.params["w"].shape[0], self.dtype)
+        check_input(x, "RMSNorm input", last_dim=self.params["w"].shape[0], dtype=self.dtype)
         out, self.cache = plugged(rmsnorm_forward)(x, self.params["w"], self.eps)
         return out
 

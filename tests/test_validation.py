@@ -190,3 +190,16 @@ def test_patterns_that_cover_everything_still_work():
         tok = BPETokenizer.train("hello, world! " * 5, 270, pattern=pattern)
         text = "hello, world!\n\tnew"
         assert tok.decode(tok.encode(text)) == text
+
+
+def test_layers_name_a_wrong_last_dimension_a_scalar_and_a_wrong_dtype():
+    from companion.linear import Linear
+
+    layer = Linear(4, 3, True, np.random.default_rng(0), np.float64)
+    assert layer(np.ones((2, 5, 4))).shape == (2, 5, 3)  # any leading axes: applied at every position
+    with pytest.raises(ValueError, match="last dimension 4"):
+        layer(np.ones((2, 5)))
+    with pytest.raises(ValueError, match="scalar"):
+        layer(np.float64(1.0))
+    with pytest.raises(TypeError, match="dtype float64"):
+        layer(np.ones((2, 4), dtype=np.float32))
