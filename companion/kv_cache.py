@@ -19,8 +19,7 @@ class KVCache:
         self.v = [xp.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.block_size = block_size
         self.batch_size = batch_size  # the model refuses a batch of another size
-        self.length = 0  # tokens stored so far (the same in every layer)
-        self._pending = 0  # tokens being added by the forward pass under way
+        self.length = 0  # tokens stored so far (the same in every layer); only advance() changes it
 
     def append(self, layer: int, k: Array, v: Array) -> tuple[Array, Array]:
         """Store k, v (B, nh, T, hs) after the cached ones; return all keys and values so far."""
@@ -30,10 +29,9 @@ class KVCache:
             raise ValueError(f"sequence too long: {end} tokens exceed block_size {self.block_size}")
         self.k[layer][:, :, self.length : end] = k
         self.v[layer][:, :, self.length : end] = v
-        self._pending = T
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, nh, end, hs)
 
-    def advance(self) -> None:
-        """Called once per forward pass, after the last layer has appended."""
-        self.length += self._pending
-        self._pending = 0
+    def advance(self, T: int) -> None:
+        """Called once per forward pass, by the model, after every layer has appended its T new
+        positions: the one place where the cache grows."""
+        self.length += T

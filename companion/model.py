@@ -85,7 +85,7 @@ class Transformer(Module):
         for block in self.blocks:
             x = block(x, pad_mask, kv_cache)  # (B, T, C)
         if kv_cache is not None:
-            kv_cache.advance()
+            kv_cache.advance(T)
         if self.norm_f is not None:
             x = self.norm_f(x)
         return self.head(x)  # (B, T, vocab_size)
