@@ -1,7 +1,7 @@
-"""``python -m companion ...``: see companion/cli.py for the commands."""
+"""``python -m companion ...``: see companion/tools/cli.py for the commands."""
 
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 sys.exit(main())

@@ -8,13 +8,14 @@ Parameters, per component (C = n_embd, H = ffn_hidden, V = vocab_size, L = n_lay
 
     token embedding      V C
     learned positions    block_size C                   (none for sinusoidal or RoPE)
-    attention, a layer   C 3C + C C   (+ 3C + C biases)
-    feed-forward         2 C H        (+ H + C biases); SwiGLU: 3 C H, no biases
-    norms                2 per layer + 1 final: C weights each (+ C biases for LayerNorm)
+    attention, a layer   C 3C + C C   (+ 3C + C biases); with n_kv_head < n_head (grouped-query),
+                         k and v shrink to C K each, K = n_kv_head * head_size: C (C + 2K) + C C
+    feed-forward         2 C H        (+ H + C biases); SwiGLU: 3 C H (+ 2H + C biases); none if attn_only
+    norms                2 per layer (1 if attn_only) + 1 final: C weights each (+ C biases for LayerNorm)
     output head          C V, or 0 when tied to the token embedding
 
 Forward FLOPs count matrix products only, 2 m k n for (m, k) @ (k, n), the convention of
-``companion.bench``: norms, softmaxes and activations cost a few operations per element (B T C
+``companion.tools.bench``: norms, softmaxes and activations cost a few operations per element (B T C
 for the norms, B T H for the activation, B nh T T for attention's softmax, B T V for the loss's)
 against 2 k per element of a product, and are left out. A training step costs 3x the forward
 (each product's backward is two products of the same size). Per token that is
@@ -57,18 +58,19 @@ def reference_config(name: str) -> ModelConfig:
 def parameter_counts(config: ModelConfig) -> dict[str, int]:
     """Parameters by component (all layers summed); 'total' is what ``num_params()`` reports."""
     C, H, V, L = config.n_embd, config.ffn_hidden, config.vocab_size, config.n_layer
+    K = config.n_kv_head * config.head_size  # width of k and of v (= C without grouped-query attention)
     bias = bool(config.bias)
     norm = C * (2 if config.norm == "layernorm" and bias else 1)  # weight (+ bias) of one norm
     if config.ffn == "swiglu":
-        ffn = 3 * C * H  # gate, up, down: no biases in LLaMA's SwiGLU
+        ffn = 3 * C * H + (2 * H + C if bias else 0)  # gate, up, down (LLaMA's have no biases)
     else:
         ffn = 2 * C * H + (H + C if bias else 0)
     counts = {
         "token_embedding": V * C,
         "positions": config.block_size * C if config.positions == "learned" else 0,
-        "attention": L * (4 * C * C + (4 * C if bias else 0)),
-        "feedforward": L * ffn,
-        "norms": (2 * L + (1 if config.norm_placement == "pre" else 0)) * norm,
+        "attention": L * (2 * C * C + 2 * C * K + (2 * C + 2 * K if bias else 0)),
+        "feedforward": 0 if config.attn_only else L * ffn,
+        "norms": ((1 if config.attn_only else 2) * L + (1 if config.norm_placement == "pre" else 0)) * norm,
         "head": 0 if config.tie_weights else C * V,
     }
     counts["total"] = sum(counts.values())
@@ -79,13 +81,14 @@ def forward_flops(config: ModelConfig, batch_size: int, seq_len: int | None = No
     """Matrix-product FLOPs of one forward pass over (batch_size, seq_len) tokens, by component."""
     B, T = batch_size, seq_len or config.block_size
     C, H, V, L = config.n_embd, config.ffn_hidden, config.vocab_size, config.n_layer
+    K = config.n_kv_head * config.head_size  # width of k and of v (= C without grouped-query attention)
     n_ffn_mats = 3 if config.ffn == "swiglu" else 2
     flops = {
-        "qkv": L * 2 * B * T * C * 3 * C,
+        "qkv": L * 2 * B * T * C * (C + 2 * K),
         "attn_scores": L * 2 * B * T * T * C,  # n_head products (T, hs) @ (hs, T); n_head * hs = C
         "attn_mix": L * 2 * B * T * T * C,  # (T, T) @ (T, hs) per head, all T x T computed then masked
         "attn_proj": L * 2 * B * T * C * C,
-        "ffn": L * n_ffn_mats * 2 * B * T * C * H,
+        "ffn": 0 if config.attn_only else L * n_ffn_mats * 2 * B * T * C * H,
         "head": 2 * B * T * C * V,
     }
     flops["total"] = sum(flops.values())
@@ -111,12 +114,13 @@ def training_memory(config: ModelConfig, dtype: str = "float32", optimizer: str 
 
 
 def kv_cache_bytes(config: ModelConfig, batch_size: int, seq_len: int | None = None, dtype: str = "float32") -> int:
-    """Bytes of a KV cache holding seq_len positions: a key and a value vector of n_embd numbers
-    for every layer, batch element and position."""
+    """Bytes of a KV cache holding seq_len positions: a key and a value vector of
+    n_kv_head * head_size numbers (n_embd without grouped-query attention) for every layer,
+    batch element and position."""
     if dtype not in BYTES_PER:
         raise ValueError(f"dtype must be one of {sorted(BYTES_PER)}, got {dtype!r}")
     T = seq_len or config.block_size
-    return 2 * config.n_layer * batch_size * T * config.n_embd * BYTES_PER[dtype]
+    return 2 * config.n_layer * batch_size * T * config.n_kv_head * config.head_size * BYTES_PER[dtype]
 
 
 def _check_dtype(dtype: str) -> int:
@@ -144,11 +148,19 @@ def activation_bytes(config: ModelConfig, batch_size: int, seq_len: int | None =
     # embedding: the token ids idx (B, T), kept to scatter the gradient back into wte's rows
     # positions: learned ones keep their position ids (1, T); sinusoidal and RoPE keep nothing
     # norms: xhat (B, T, C) and 1/std (B, T, 1) per norm; 2 per block, + 1 final for pre-norm
-    n_norms = 2 * L + (1 if config.norm_placement == "pre" else 0)
+    n_norms = (1 if config.attn_only else 2) * L + (1 if config.norm_placement == "pre" else 0)
     # attention, a layer: c_attn's input (B, T, C); q, k, v, which are views of one qkv array
     #   (B, T, 3C) that they keep alive whole; with RoPE, q and k are rotated copies (2 B T C
-    #   more, v still holds qkv); the weights att (B, nh, T, T); c_proj's input y (B, T, C)
-    qkv = 3 * BTC + (2 * BTC if config.positions == "rope" else 0)
+    #   more, v still holds qkv); the weights att (B, nh, T, T); c_proj's input y (B, T, C).
+    #   Grouped-query (n_kv_head < n_head): qkv is (B, T, C + 2K), K = n_kv_head * head_size, and
+    #   k and v are repeated to n_head heads (2 B T C); with RoPE, q is rotated too and no view of
+    #   qkv is left, so only q, k and v, (B, nh, T, hs) each, stay.
+    K = config.n_kv_head * config.head_size
+    rope = config.positions == "rope"
+    if K == C:
+        qkv = 3 * BTC + (2 * BTC if rope else 0)
+    else:
+        qkv = 3 * BTC if rope else B * T * (C + 2 * K) + 2 * BTC
     attention = BTC + qkv + B * nh * T * T + BTC
     # feed-forward, a layer: the input (B, T, C), shared by SwiGLU's two input matrices, then
     #   GELU: pre-activation, tanh, output (3 B T H); ReLU: pre-activation, output (2 B T H);
@@ -159,7 +171,7 @@ def activation_bytes(config: ModelConfig, batch_size: int, seq_len: int | None =
         "positions": T * TOKEN_ID_BYTES if config.positions == "learned" else 0,
         "norms": n_norms * (BTC + B * T) * s,
         "attention": L * attention * s,
-        "feedforward": L * (BTC + hidden * BTH) * s,
+        "feedforward": 0 if config.attn_only else L * (BTC + hidden * BTH) * s,
         # head: its input (B, T, C); a tied head also references wte, a parameter
         "head": BTC * s,
     }

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 from .backend import Array, xp
+from .grouped_query import repeat_kv, repeat_kv_backward
 from .kernels import plugged
 from .kv_cache import KVCache
 from .linear import Linear
@@ -84,12 +85,14 @@ def attention_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
 
 
 class CausalSelfAttention(Module):
-    """Projects x to q, k, v with one (C, 3C) matrix, attends per head, projects back."""
+    """Projects x to q, k, v with one (C, 3C) matrix, attends per head, projects back.
+    With n_kv_head < n_head, k and v have fewer heads: (C, C + 2 n_kv_head hs) (grouped_query.py)."""
 
     def __init__(self, config, rng, dtype):
         super().__init__()
-        C, self.n_head = config.n_embd, config.n_head
-        self.c_attn = Linear(C, 3 * C, config.bias, rng, dtype)
+        C, self.n_head, self.n_kv_head = config.n_embd, config.n_head, config.n_kv_head
+        # q gets n_head heads, k and v n_kv_head each (grouped-query attention: grouped_query.py)
+        self.c_attn = Linear(C, C + 2 * self.n_kv_head * config.head_size, config.bias, rng, dtype)
         # the projection back into the residual stream is scaled down (GPT-2), one per layer
         self.c_proj = Linear(C, C, config.bias, rng, dtype, std=0.02 / math.sqrt(2 * config.n_layer))
         self.rope = None
@@ -101,14 +104,18 @@ class CausalSelfAttention(Module):
         """x (B, T, C); pad_mask (B, T_k) bool, True at real tokens; kv_cache for decoding."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
+        nkv = self.n_kv_head
         start = kv_cache.length if kv_cache is not None else 0
-        qkv = self.c_attn(x)  # (B, T, 3C)
-        q, k, v = (a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for a in xp.split(qkv, 3, axis=-1))  # (B, nh, T, hs)
+        qkv = self.c_attn(x)  # (B, T, C + 2 nkv hs): 3C when nkv = nh
+        q, k, v = xp.split(qkv, [C, C + nkv * hs], axis=-1)  # (B, T, C), (B, T, nkv hs), (B, T, nkv hs)
+        q = q.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        k, v = (a.reshape(B, T, nkv, hs).transpose(0, 2, 1, 3) for a in (k, v))  # (B, nkv, T, hs)
         if self.rope is not None:
             cos, sin = (a[start : start + T] for a in self.rope)  # (T, hs/2)
             q, k = plugged(rope_forward)(q, cos, sin), plugged(rope_forward)(k, cos, sin)
         if kv_cache is not None:
-            k, v = kv_cache.append(layer, k, v)  # (B, nh, start + T, hs)
+            k, v = kv_cache.append(layer, k, v)  # (B, nkv, start + T, hs)
+        k, v = repeat_kv(k, nh // nkv), repeat_kv(v, nh // nkv)  # (B, nh, T_k, hs): the kernel sees n_head heads
         mask = plugged(causal_mask)(T, k.shape[2])  # (T, T_k)
         if pad_mask is not None:
             check_input(pad_mask, "pad_mask", 2)
@@ -127,14 +134,17 @@ class CausalSelfAttention(Module):
         nh, hs = self.n_head, C // self.n_head
         dy = dy.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
         dq, dk, dv = plugged(attention_backward)(dy, att_cache)
+        dk, dv = repeat_kv_backward(dk, nh // self.n_kv_head), repeat_kv_backward(dv, nh // self.n_kv_head)  # (B, nkv, T, hs)
         if self.rope is not None:
             cos, sin = (a[start : start + T] for a in self.rope)
             dq, dk = plugged(rope_backward)(dq, cos, sin), plugged(rope_backward)(dk, cos, sin)
-        # the heads go back side by side, each gradient copied once, straight into its third of dqkv
-        dqkv = xp.empty((B, T, 3, nh, hs), dtype=dq.dtype)  # (B, T, 3, nh, hs)
-        for i, d in enumerate((dq, dk, dv)):
-            dqkv[:, :, i] = d.transpose(0, 2, 1, 3)  # (B, T, nh, hs)
-        return self.c_attn.backward(dqkv.reshape(B, T, 3 * C))  # (B, T, 3C)
+        # the heads go back side by side, each gradient copied once, straight into its part of dqkv
+        nkv = self.n_kv_head
+        dqkv = xp.empty((B, T, nh + 2 * nkv, hs), dtype=dq.dtype)  # (B, T, nh + 2 nkv, hs)
+        dqkv[:, :, :nh] = dq.transpose(0, 2, 1, 3)  # (B, T, nh, hs)
+        dqkv[:, :, nh : nh + nkv] = dk.transpose(0, 2, 1, 3)  # (B, T, nkv, hs)
+        dqkv[:, :, nh + nkv :] = dv.transpose(0, 2, 1, 3)  # (B, T, nkv, hs)
+        return self.c_attn.backward(dqkv.reshape(B, T, (nh + 2 * nkv) * hs))  # (B, T, C + 2 nkv hs)
 
     @property
     def weights(self) -> Array:

@@ -36,8 +36,8 @@ def _choose_backend():
         if not cupy.cuda.is_available():  # pragma: no cover - depends on the machine
             raise RuntimeError("COMPANION_BACKEND=cupy but no CUDA GPU is available on this machine")
         return cupy, "cupy"
-    if name == "strict":  # the CPU test double of CuPy (companion/backend_strict.py)
-        from . import backend_strict
+    if name == "strict":  # the CPU test double of CuPy (companion/tools/backend_strict.py)
+        from .tools import backend_strict
 
         return backend_strict, "strict"
     raise ValueError(f"COMPANION_BACKEND must be 'numpy', 'cupy' or 'strict', got {name!r}")
@@ -106,7 +106,7 @@ def add_at(target: Array, indices: Array, values: Array) -> None:
 
         cupyx.scatter_add(target, indices, values)
     elif BACKEND == "strict":
-        from .backend_strict import unwrap
+        from .tools.backend_strict import unwrap
 
         numpy.add.at(unwrap(target), unwrap(indices), unwrap(values))
     else:

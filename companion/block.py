@@ -3,6 +3,9 @@
 pre-norm  (GPT-2, LLaMA):         x = x + attn(norm1(x));   x = x + ffn(norm2(x))
 post-norm (Vaswani et al. 2017):  x = norm1(x + attn(x));   x = norm2(x + ffn(x))
 
+An attention-only block (``attn_only``, the toy models of Elhage et al. 2021) stops after the
+first line: no feed-forward and no second norm.
+
 In pre-norm the residual stream x is never normalised on its way through, so the gradient
 reaches early layers along an identity path; post-norm puts a norm on that path in every
 block, so the gradient passes through every norm's backward on its way down. Chapter 4
@@ -30,25 +33,30 @@ class Block(Module):
         self.layer, self.pre_norm = layer, config.norm_placement == "pre"
         self.norm1 = make_norm(config, dtype)
         self.attn = CausalSelfAttention(config, rng, dtype)
-        self.norm2 = make_norm(config, dtype)
-        self.ffn = make_ffn(config, rng, dtype)
+        self.norm2 = None if config.attn_only else make_norm(config, dtype)
+        self.ffn = None if config.attn_only else make_ffn(config, rng, dtype)
 
     def forward(self, x: Array, pad_mask=None, kv_cache=None) -> Array:
         """x (B, T, C) -> (B, T, C)."""
         if self.pre_norm:
             x = x + self.attn(self.norm1(x), pad_mask, kv_cache, self.layer)
-            return x + self.ffn(self.norm2(x))
+            return x if self.ffn is None else x + self.ffn(self.norm2(x))
         x = self.norm1(x + self.attn(x, pad_mask, kv_cache, self.layer))
-        return self.norm2(x + self.ffn(x))
+        return x if self.ffn is None else self.norm2(x + self.ffn(x))
 
     def backward(self, dout: Array) -> Array:
         if self.pre_norm:
-            dx = self.norm2.backward(self.ffn.backward(dout))
-            dx += dout  # the residual path: in place, into the fresh array the branch returned
+            if self.ffn is None:  # attn_only
+                dx = dout
+            else:
+                dx = self.norm2.backward(self.ffn.backward(dout))
+                dx += dout  # the residual path: in place, into the fresh array the branch returned
             dx_branch = self.norm1.backward(self.attn.backward(dx))
             dx_branch += dx
             return dx_branch
-        dx = self.norm2.backward(dout)
-        dx = dx + self.ffn.backward(dx)
+        dx = dout
+        if self.ffn is not None:
+            dx = self.norm2.backward(dx)
+            dx = dx + self.ffn.backward(dx)
         dx = self.norm1.backward(dx)
         return dx + self.attn.backward(dx)

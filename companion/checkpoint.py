@@ -17,7 +17,7 @@ Why it is built this way:
 - No pickle anywhere. ``np.load(..., allow_pickle=False)`` refuses object arrays, so opening a
   checkpoint cannot run code that someone slipped into it. The generator's state (a dict with
   128-bit integers) therefore travels as JSON text, not as a pickled object.
-- Every file is written atomically (``companion.io``: temporary file, fsync, rename). Data files
+- Every file is written atomically (``companion.tools.io``: temporary file, fsync, rename). Data files
   are named by their checksum and the manifest, written last, points at them: saving over an
   old checkpoint never touches the files the old manifest names, so a save interrupted at any
   moment leaves the old checkpoint whole, and files no manifest names are deleted only after
@@ -41,9 +41,9 @@ import numpy as np
 
 from .backend import asarray, to_numpy
 from .config import LEGACY_TIE_WEIGHTS, ModelConfig
-from .checkpoint_files import (FILE_NAME, CheckpointError, json_bytes, read_npz, verify_files,
+from .tools.checkpoint_files import (FILE_NAME, CheckpointError, json_bytes, read_npz, verify_files,
                                write_data)
-from .io import read_json, write_json
+from .tools.io import read_json, write_json
 from .model import Transformer
 from .optim import SGD, Adam, AdamW, Optimizer
 

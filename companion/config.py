@@ -50,9 +50,11 @@ class ModelConfig:
     bias: bool | None = None  # biases in linear layers and LayerNorm
     tie_weights: bool | None = None  # output head shares the token-embedding matrix
     norm_placement: str = "pre"  # 'pre' (GPT-2, LLaMA) or 'post' (the 2017 paper's Add & Norm)
+    attn_only: bool = False  # blocks without the feed-forward (and its norm): Elhage et al. 2021's toy models
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
     dtype: str = "float32"
+    n_kv_head: int | None = None  # key/value heads (llama): n_head = multi-head, 1 = multi-query, between: grouped
 
     def __post_init__(self):
         if self.family not in FAMILY_DEFAULTS:
@@ -75,6 +77,7 @@ class ModelConfig:
                 f"each head gets n_embd // n_head channels"
             )
         check_positive_numbers(self, ("norm_eps", "rope_base"))
+        check_kv_heads(self)
         if self.positions == "rope" and self.head_size % 2 != 0:
             raise ValueError(f"RoPE rotates channel pairs, so head_size ({self.head_size}) must be even")
 
@@ -93,6 +96,21 @@ class ModelConfig:
     def replace(self, **changes) -> "ModelConfig":
         """A copy with some fields changed (unknown fields are named in the error)."""
         return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+def check_kv_heads(config) -> None:
+    """``n_kv_head`` (None: one key/value head per query head) must divide ``n_head``: each
+    key/value head serves a group of n_head // n_kv_head query heads (Ainslie et al. 2023)."""
+    if config.n_kv_head is None:
+        object.__setattr__(config, "n_kv_head", config.n_head)  # frozen: plain multi-head attention
+    n_kv = config.n_kv_head
+    if not isinstance(n_kv, int) or isinstance(n_kv, bool) or n_kv <= 0 or config.n_head % n_kv != 0:
+        raise ValueError(f"n_kv_head must be a positive integer that divides n_head ({config.n_head}): each "
+                         f"key/value head serves n_head // n_kv_head query heads; got {n_kv!r}")
+    if n_kv != config.n_head and config.family != "llama":
+        raise ValueError(f"n_kv_head ({n_kv}) differs from n_head ({config.n_head}), but grouped-query attention "
+                         f"is for the llama family (GPT-2's fused c_attn has one key/value head per query head); "
+                         f"use family='llama' or leave n_kv_head out")
 
 
 def check_positive_numbers(config, names) -> None:

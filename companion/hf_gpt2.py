@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig
-from .io import atomic_write, read_json, write_json
+from .tools.io import atomic_write, read_json, write_json
 from .model import Transformer
 from .tokenizers.base import SPECIALS, Tokenizer
 from .tokenizers.bpe import BYTE_OFFSET, GPT2_PATTERN, N_BASE, BPETokenizer

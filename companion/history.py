@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from .io import atomic_write
+from .tools.io import atomic_write
 
 METRICS_FILE = "metrics.jsonl"  # one JSON object per evaluation, in a run's folder
 PLOT_FILE = "curves.png"

@@ -38,17 +38,24 @@ def previous_token_scores(att: np.ndarray) -> np.ndarray:
     return att[:, :, i, i - 1].mean(axis=(0, 2))
 
 
-def induction_scores(att: np.ndarray, period) -> np.ndarray:
+def induction_scores(att: np.ndarray, period, stop=None) -> np.ndarray:
     """att (B, nh, T, T) on sequences that repeat with ``period`` (an int, or one per sequence,
     shape (B,)) -> (nh,): mean weight on the position just after the current token's previous
-    occurrence, over every query that has one."""
+    occurrence, over every query that has one (queries period .. stop - 1; stop defaults to T).
+
+    A sequence that repeats more than once gives the queries of its later repeats several
+    earlier occurrences to split their attention over; ``stop = 2 * period`` keeps the first
+    repeat alone, whose queries have exactly one."""
     B, T = att.shape[0], att.shape[-1]
     periods = np.broadcast_to(np.asarray(period), (B,))
+    stops = np.broadcast_to(np.asarray(T if stop is None else stop), (B,))
     if periods.min() < 1 or periods.max() >= T:
         raise ValueError(f"period must be between 1 and T - 1 = {T - 1}, got {period}")
+    if np.any(stops <= periods):
+        raise ValueError(f"stop must be greater than the period, got stop {stop} for period {period}")
     per_sequence = []
     for b, p in enumerate(periods):
-        i = np.arange(p, T)
+        i = np.arange(p, min(int(stops[b]), T))
         per_sequence.append(att[b, :, i, i - p + 1].mean(axis=0))  # (nh,)
     return np.mean(per_sequence, axis=0)
 

@@ -3,7 +3,8 @@
 At step t the new token's query must meet the keys and values of every earlier token.
 Those never change (the model is causal), so each layer keeps them here and the new
 token's k, v are written after them. Decoding n tokens costs O(n) projections instead
-of O(n^2), and the logits are those of a full recomputation.
+of O(n^2), and the logits are those of a full recomputation. With grouped-query attention
+(``n_kv_head`` < ``n_head``) only the n_kv_head shared heads are stored: pass n_kv_head as n_head.
 """
 
 from __future__ import annotations

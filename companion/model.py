@@ -110,7 +110,7 @@ class Transformer(Module):
 
     def new_kv_cache(self, batch_size: int) -> KVCache:
         c = self.config
-        return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.head_size, dtype_of(c.dtype))
+        return KVCache(c.n_layer, batch_size, c.n_kv_head, c.block_size, c.head_size, dtype_of(c.dtype))
 
     def attention_weights(self, idx: Array, pad_mask: Array | None = None) -> list[Array]:
         """Run a forward pass and return each layer's attention weights, (B, nh, T, T) each."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from companion import accounting
-from companion.bench import flops_per_step
+from companion.tools.bench import flops_per_step
 from companion.config import PRESETS, ModelConfig, preset
 from companion.model import Transformer
 
@@ -21,7 +21,10 @@ def test_parameter_count_matches_the_built_model_for_every_preset(name):
 @pytest.mark.parametrize("changes", [
     dict(tie_weights=True), dict(tie_weights=False), dict(norm_placement="post"), dict(positions="sinusoidal"),
     dict(positions="rope"), dict(ffn="relu", bias=False), dict(family="llama"), dict(family="llama", norm="layernorm"),
-    dict(family="llama", ffn="gelu", bias=True),
+    dict(family="llama", ffn="gelu", bias=True), dict(family="llama", bias=True),
+    dict(family="llama", n_head=4, n_kv_head=2), dict(family="llama", n_head=4, n_kv_head=1, bias=True),
+    dict(family="llama", ffn="gelu", bias=True), dict(attn_only=True), dict(family="llama", attn_only=True),
+    dict(attn_only=True, norm_placement="post"),
 ])
 def test_parameter_count_matches_the_built_model_for_every_variant(changes):
     config = preset("tiny", **changes)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from companion import Transformer, preset
-from companion.bench import flops_per_step, run_bench, sgemm_peak
-from companion.cli import main
+from companion.tools.bench import flops_per_step, run_bench, sgemm_peak
+from companion.tools.cli import main
 
 
 def test_flops_hand_count_tiny():
@@ -37,7 +37,7 @@ def test_flops_match_torch_flop_counter(overrides):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from companion.torch_twin import build_torch_model, copy_weights
+    from companion.tools.torch_twin import build_torch_model, copy_weights
 
     cfg = preset("tiny", **overrides)
     model = Transformer(cfg, np.random.default_rng(0))
@@ -94,7 +94,7 @@ def test_cli_bench_two_steps_json(capsys):
 
 
 def test_profile_rows_account_for_the_step_and_leave_the_model_as_it_was():
-    from companion.bench import run_profile
+    from companion.tools.bench import run_profile
 
     cfg = preset("tiny", dtype="float32")
     r = run_profile(steps=3, warmup=1, threads=1, config=cfg, batch_size=2)
@@ -112,7 +112,7 @@ def test_profile_rows_account_for_the_step_and_leave_the_model_as_it_was():
 
 def test_profiled_removes_its_timers():
     from companion import AdamW
-    from companion.profile import StepProfile, profiled
+    from companion.tools.profile import StepProfile, profiled
 
     model = Transformer(preset("tiny"), np.random.default_rng(0))
     opt = AdamW(model.parameters(), model.gradients())
@@ -134,7 +134,7 @@ def test_cli_profile_vs_torch(capsys):
 
 def test_recipe_side_by_side_short():
     pytest.importorskip("torch", reason="the recipe trains the PyTorch twin beside the companion")
-    from companion.recipe import format_recipe, run_recipe
+    from companion.tools.recipe import format_recipe, run_recipe
 
     r = run_recipe(steps=4, threads=1, max_chars=20_000, max_eval_windows=8)
     assert r["recipe"]["steps"] == 4 and r["recipe"]["batch_size"] == 12 and r["val_windows"] == 8

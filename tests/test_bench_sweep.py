@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from companion.bench_sweep import SIZES, check_results, main, sweep_configs
+from companion.tools.bench_sweep import SIZES, check_results, main, sweep_configs
 from companion.accounting import parameter_counts
 
 RECORDED = Path(__file__).resolve().parents[1] / "book" / "data" / "gpu_sweep.json"

@@ -359,3 +359,22 @@ def test_a_stored_tie_choice_wins_over_the_family_default(tmp_path, family):
         save_checkpoint(tmp_path / f"ck{tied}", model)
         assert json.loads((tmp_path / f"ck{tied}" / "checkpoint.json").read_text())["config"]["tie_weights"] is tied
         assert load_checkpoint(tmp_path / f"ck{tied}").config.tie_weights is tied
+
+
+def test_attn_only_is_stored_and_an_older_checkpoint_without_it_loads_with_its_feed_forward(tmp_path):
+    model = Transformer(preset("tiny", attn_only=True), np.random.default_rng(0))
+    save_checkpoint(tmp_path / "ao", model)
+    assert json.loads((tmp_path / "ao" / "checkpoint.json").read_text())["config"]["attn_only"] is True
+    ck = load_checkpoint(tmp_path / "ao")
+    assert ck.config.attn_only is True and ck.model.blocks[0].ffn is None
+    idx = np.random.default_rng(1).integers(0, 16, size=(2, 8))
+    np.testing.assert_array_equal(ck.model.forward(idx), model.forward(idx))
+    full = Transformer(preset("tiny"), np.random.default_rng(0))
+    save_checkpoint(tmp_path / "old", full)
+    manifest_path = tmp_path / "old" / "checkpoint.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["attn_only"]  # written before the field existed
+    manifest_path.write_text(json.dumps(manifest))
+    old = load_checkpoint(tmp_path / "old")
+    assert old.config.attn_only is False and old.model.blocks[0].ffn is not None
+    np.testing.assert_array_equal(old.model.forward(idx), full.forward(idx))

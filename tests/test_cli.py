@@ -14,7 +14,7 @@ import pytest
 
 from companion import ModelConfig
 from companion.checkpoint import load_checkpoint
-from companion.cli import build_parser, main
+from companion.tools.cli import build_parser, main
 from companion.history import MetricsLog
 from companion.tasks import make_task
 from companion.train import TrainConfig
@@ -66,7 +66,7 @@ def test_flags_reach_the_config(tmp_path, capsys):
     (["--preset", "llama-2m", "--no-tie-weights"], False),
 ])
 def test_tie_weights_flags_override_the_preset(flags, tied):
-    from companion.cli_flags import build_config, build_task
+    from companion.tools.cli_flags import build_config, build_task
     parser = build_parser()
     args = parser.parse_args(["train", "--task", "listops", "--seed", "0", *flags])
     task = build_task(args)
@@ -336,10 +336,10 @@ class Spy:  # a CDLL whose mallopt is recorded
             return attr(*args)
         return mallopt
 ctypes.CDLL = Spy
-import companion, companion.cli, companion.backend
+import companion, companion.tools.cli, companion.backend
 print("import", len(calls), companion.backend.MALLOC_TUNED)
 if sys.argv[1:]:
-    rc = companion.cli.main(sys.argv[1:])
+    rc = companion.tools.cli.main(sys.argv[1:])
     print("train", rc, len(calls), companion.backend.MALLOC_TUNED)
 """
 

@@ -126,6 +126,20 @@ def test_block(rng, placement, family):
     assert_small(check_layer(block, x_of(rng, B, T, C), rng, max_entries=40))
 
 
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_attn_only_block_and_model(rng, placement):
+    block = Block(cfg(attn_only=True, norm_placement=placement), rng, F64, layer=0)
+    assert block.ffn is None and block.norm2 is None
+    perturb(block, rng)
+    assert_small(check_layer(block, x_of(rng, B, T, C), rng, max_entries=40))
+    model = small_model(attn_only=True, norm_placement=placement, positions="rope")
+    assert not any(".ffn." in name or ".norm2." in name for name in model.parameters())
+    idx, targets = rng.integers(0, 16, size=(2, 6)), rng.integers(0, 16, size=(2, 6))
+    errors = check_model(model, idx, targets, np.ones((2, 6)), max_entries=24, rng=rng)
+    assert set(errors) == set(model.parameters()), "every parameter must be checked"
+    assert_small(errors)
+
+
 @pytest.mark.parametrize("tied", [False, True])
 def test_output_head(rng, tied):
     config = cfg(tie_weights=tied)

@@ -153,6 +153,10 @@ MUTATIONS = [
     ("ch06", "6.1", "    z = np.asarray(logits, dtype=np.float64) / temperature", "    z = np.asarray(logits, dtype=np.float64) * temperature",
      "multiplied by the temperature"),
     ("ch05", "5.3", "    dgate = dh * up * sg * (1.0 + gate * (1.0 - sg))", "    dgate = dh * up * sg", "product rule"),
+    ("ch12", "12.1", "        correction = np.exp(m - m_new)  # (T_q, 1): rescales the sums made under the old maximum",
+     "        correction = 1.0", "not rescaled by exp(m - m_new)"),
+    ("ch12", "12.3", "    return 2 * n_layer * batch_size * seq_len * n_kv_head * head_size * bytes_per_number",
+     "    return 2 * n_layer * batch_size * seq_len * n_head * head_size * bytes_per_number", "n_kv_head shared heads"),
     # crashes and hangs: each fails its own exercise, nothing else
     ("ch05", "5.1", "    return 0.5 * x * (1.0 + t), (x, t)", "    return 0.5 * x * (1.0 + t) + undefined_name, (x, t)", "raised NameError"),
     ("ch07", "7.2", "    loss = float(((lse - picked) * mask).sum() / mask.sum())", "    loss = float('nan')", "NaN"),

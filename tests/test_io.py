@@ -1,4 +1,4 @@
-"""companion.io: atomic writes leave a whole file, with the permissions the user's umask gives."""
+"""companion.tools.io: atomic writes leave a whole file, with the permissions the user's umask gives."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from companion.io import atomic_write, read_json, write_json
+from companion.tools.io import atomic_write, read_json, write_json
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="Windows files have no POSIX mode bits")
 

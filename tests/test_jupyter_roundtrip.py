@@ -41,7 +41,7 @@ from setup_course import install_lab_settings  # noqa: E402
 CHAPTERS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "book").glob("*.md"))
 EXERCISES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "exercises").glob("ch[0-9][0-9]_*.py"))
 SOLUTIONS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "solutions").glob("ch[0-9][0-9]_*.py"))
-NOT_NOTEBOOKS = ["README.md", "companion/io.py"]
+NOT_NOTEBOOKS = ["README.md", "companion/tools/io.py"]
 TOKEN = "course-roundtrip-test"
 START_TIMEOUT_S = 90
 

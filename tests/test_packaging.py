@@ -70,8 +70,8 @@ def test_the_companion_command_is_python_m_companion():
     target = PYPROJECT["project"]["scripts"]["companion"]
     module, func = target.split(":")
     main = getattr(importlib.import_module(module), func)
-    assert main is importlib.import_module("companion.cli").main
-    assert "from .cli import main" in (ROOT / "companion" / "__main__.py").read_text(encoding="utf-8")
+    assert main is importlib.import_module("companion.tools.cli").main
+    assert "from .tools.cli import main" in (ROOT / "companion" / "__main__.py").read_text(encoding="utf-8")
 
 
 def test_the_licence_is_an_spdx_expression_with_its_file():

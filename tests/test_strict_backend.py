@@ -47,7 +47,7 @@ def test_the_double_catches_a_planted_host_conversion(tmp_path):
 def test_the_strict_array_refuses_what_cupy_refuses():
     import numpy as np
 
-    from companion.backend_strict import StrictArray, asarray
+    from companion.tools.backend_strict import StrictArray, asarray
 
     a = asarray(np.ones((2, 3), dtype=np.float32))
     assert isinstance(a, StrictArray) and not isinstance(a, np.ndarray)

@@ -1,4 +1,4 @@
-"""Parity with PyTorch autograd: the same weights in companion.torch_twin give the same
+"""Parity with PyTorch autograd: the same weights in companion.tools.torch_twin give the same
 logits, loss and gradients (float64, 1e-6), and the optimizers follow torch.optim's
 trajectories. A mismatch names the parameter, so the failing layer is obvious.
 """
@@ -15,7 +15,7 @@ from companion import (SGD, Adam, AdamW, Transformer, clip_grad_norm, cross_entr
                        lr_schedule, preset)
 
 torch = pytest.importorskip("torch", reason="PyTorch (CPU) is the reference for these tests: pip install torch==2.13.0")
-from companion.torch_twin import build_torch_model, copy_weights, torch_gradients, torch_num_params, torch_parameters  # noqa: E402
+from companion.tools.torch_twin import build_torch_model, copy_weights, torch_gradients, torch_num_params, torch_parameters  # noqa: E402
 
 pytestmark = pytest.mark.torch
 TOL = dict(rtol=1e-6, atol=1e-9)
@@ -78,6 +78,24 @@ def test_logits_loss_and_every_gradient(variant, use_mask):
     assert loss == pytest.approx(t_loss, rel=1e-9)
     ours, theirs = model.gradients(), torch_gradients(twin)
     assert set(ours) == set(theirs)
+    for name in ours:
+        assert np.abs(ours[name]).max() > 0, f"{name}: zero gradient, the comparison would be empty"
+        np.testing.assert_allclose(ours[name], theirs[name], **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama"])
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_attn_only_model_matches_torch(family, placement):
+    model = small_model(family, attn_only=True, norm_placement=placement)
+    twin = twin_of(model)
+    assert torch_num_params(twin) == model.num_params()
+    idx, targets, mask = batch(model.config)
+    logits, loss = companion_step(model, idx, targets, mask)
+    t_logits, t_loss = torch_step(twin, idx, targets, mask)
+    np.testing.assert_allclose(logits, t_logits, **TOL, err_msg="logits")
+    assert loss == pytest.approx(t_loss, rel=1e-9)
+    ours, theirs = model.gradients(), torch_gradients(twin)
+    assert set(ours) == set(theirs) and not any(".ffn." in name for name in ours)
     for name in ours:
         assert np.abs(ours[name]).max() > 0, f"{name}: zero gradient, the comparison would be empty"
         np.testing.assert_allclose(ours[name], theirs[name], **TOL, err_msg=name)

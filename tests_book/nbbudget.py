@@ -116,6 +116,6 @@ class BudgetPlugin:
         tr.write_line(f"{'total':45s} {total:7.1f} s")
         if self.times_json:
             # Imported here so the plugin also loads where the companion is not installed.
-            from companion.io import write_json
+            from companion.tools.io import write_json
             write_json(Path(self.times_json), {"notebooks": self.results,
                                                "total_s": round(total, 2)})

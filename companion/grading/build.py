@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..io import atomic_write
+from ..tools.io import atomic_write
 
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION (\d+\.\d+)\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")

@@ -27,7 +27,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io import atomic_write
+from ..tools.io import atomic_write
 from .build import BEGIN as _BEGIN
 from .grader import normalise_chapter
 

@@ -1,4 +1,4 @@
-"""`python -m companion grade` and `python -m companion assign` (registered by companion/cli.py).
+"""`python -m companion grade` and `python -m companion assign` (registered by companion/tools/cli.py).
 
     grade [ch03 ...] [--impl PATH] [--format table|json|junit|gradescope] [--output FILE]
           [--timeout S] [--memory-limit MB]

@@ -35,6 +35,7 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "4.1": ("companion.norms:layernorm_backward",),
     "4.2": ("companion.norms:rmsnorm_forward",),
     "4.3": ("companion.norms:rmsnorm_backward",),
+    "4.4": (),  # added_variance: arithmetic the chapter derives; no companion function computes it
     "5.1": ("companion.feedforward:gelu_forward",),
     "5.2": ("companion.feedforward:swiglu_forward",),
     "5.3": ("companion.feedforward:swiglu_backward",),
@@ -52,6 +53,15 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "9.3": ("companion.optim:clip_grad_norm",),
     "10.1": ("companion.data:random_windows",),
     "10.2": ("companion.train:train",),
+    "11.1": ("companion.accounting:parameter_counts",),
+    "11.2": ("companion.accounting:forward_flops",),
+    "11.3": (),  # bits_per_character: a sum over the loss the learner already wrote (7.2); nothing to import
+    "11.4": ("companion.accounting:activation_bytes",),
+    "12.1": ("companion.flash_attention:flash_attention_forward",),
+    "12.2": ("companion.accounting:parameter_counts",),
+    "12.3": ("companion.accounting:kv_cache_bytes",),
+    "13.1": ("companion.interpret:induction_scores",),
+    "13.2": (),  # zero_head_rows: the companion zeroes the rows inside interpret.ablate; nothing to import
 }
 
 

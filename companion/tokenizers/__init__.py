@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from ..io import read_json
+from ..tools.io import read_json
 from .base import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Tokenizer
 from .bpe import GPT2_PATTERN, BPETokenizer
 from .char import CharTokenizer

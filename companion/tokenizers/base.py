@@ -26,7 +26,7 @@ import operator
 import os
 from typing import Iterable
 
-from ..io import read_json, write_json
+from ..tools.io import read_json, write_json
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3

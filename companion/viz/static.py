@@ -23,7 +23,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from ..io import atomic_write
+from ..tools.io import atomic_write
 from .data import (AttentionRecord, check_snapshots, encode_text, load_snapshot, private_copy, run_model,
                    take_snapshot, top_predictions)
 from .heatmaps import CMAP

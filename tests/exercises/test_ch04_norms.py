@@ -189,6 +189,7 @@ def test_added_variance_without_the_scaling(impl):
 def test_added_variance_with_the_scaling_is_the_same_at_any_depth(impl):
     for n_layer, v in ((12, 1e-4), (24, 1e-4), (3, 0.5)):
         got = impl.added_variance(n_layer, v, True)
+        expect(isinstance(got, (float, int, np.floating)), f"added_variance must return a number, got {type(got).__name__}")
         bugs = {"it scales the variance by 1/sqrt(2 * n_layer): scaling a matrix's std by s scales the "
                 "variance by s**2 = 1/(2 * n_layer)": 2 * n_layer * v / np.sqrt(2 * n_layer),
                 "it returns one scaled branch's variance, not the sum over the 2 * n_layer branches": v / (2 * n_layer),

@@ -25,8 +25,8 @@ import math
 
 import numpy as np
 
-from .backend import to_numpy
-from .positions import rope_tables, sinusoidal_table
+from ..backend import to_numpy
+from ..positions import rope_tables, sinusoidal_table
 
 TORCH_DTYPES = ("float32", "float64")
 
@@ -58,7 +58,7 @@ def build_torch_model(config):
         def __init__(self):
             super().__init__()
             C = config.n_embd
-            self.c_attn = nn.Linear(C, 3 * C, bias=config.bias)
+            self.c_attn = nn.Linear(C, C + 2 * config.n_kv_head * config.head_size, bias=config.bias)
             self.c_proj = nn.Linear(C, C, bias=config.bias)
             if config.positions == "rope":
                 cos, sin = rope_tables(config.block_size, config.head_size, config.rope_base, np.float64)
@@ -75,13 +75,16 @@ def build_torch_model(config):
 
         def forward(self, x, pad_mask=None):
             B, T, C = x.shape
-            nh, hs = config.n_head, C // config.n_head
-            q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
+            nh, hs, nkv = config.n_head, C // config.n_head, config.n_kv_head
+            q, k, v = self.c_attn(x).split([C, nkv * hs, nkv * hs], dim=2)  # (B, T, C), (B, T, nkv hs) x 2
             q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-            k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-            v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+            k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+            v = v.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
             if config.positions == "rope":
                 q, k = self.rope(q), self.rope(k)
+            # grouped-query attention: query head h reads key/value head h // (nh // nkv)
+            if nkv != nh:
+                k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)  # (B, nh, T, hs)
             if pad_mask is None:  # what a PyTorch user writes: the fused kernel, causal
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
             else:
@@ -124,15 +127,16 @@ def build_torch_model(config):
             super().__init__()
             self.norm1 = make_norm()
             self.attn = CausalSelfAttention()
-            self.norm2 = make_norm()
-            self.ffn = SwiGLU() if config.ffn == "swiglu" else MLP()
+            if not config.attn_only:  # attn_only: no feed-forward and no second norm
+                self.norm2 = make_norm()
+                self.ffn = SwiGLU() if config.ffn == "swiglu" else MLP()
 
         def forward(self, x, pad_mask=None):
             if config.norm_placement == "pre":
                 x = x + self.attn(self.norm1(x), pad_mask)
-                return x + self.ffn(self.norm2(x))
+                return x if config.attn_only else x + self.ffn(self.norm2(x))
             x = self.norm1(x + self.attn(x, pad_mask))
-            return self.norm2(x + self.ffn(x))
+            return x if config.attn_only else self.norm2(x + self.ffn(x))
 
     class Head(nn.Module):
         def __init__(self):

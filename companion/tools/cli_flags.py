@@ -17,7 +17,7 @@ import typing
 
 import numpy as np
 
-from .config import CHOICES, PRESETS, ModelConfig, preset
+from ..config import CHOICES, PRESETS, ModelConfig, preset
 
 MODEL_HELP = {
     "vocab_size": "number of distinct tokens (default: the task's vocabulary)",
@@ -36,6 +36,7 @@ MODEL_HELP = {
     "norm_eps": "small number added inside the norm's square root, so it never divides by zero",
     "rope_base": "RoPE's base wavelength: larger spreads the rotation frequencies further",
     "dtype": "float32 (fast) or float64 (exact enough for gradient checks)",
+    "n_kv_head": "key/value heads (llama): n_head by default, 1 for multi-query, a divisor of n_head for grouped-query",
 }
 TRAIN_HELP = {
     "steps": "optimizer steps in all (a resumed run continues up to this)",
@@ -111,7 +112,7 @@ TASK_FLAGS = {"n_args": "listops", "max_value": "listops", "digits": "addition",
 
 
 def build_task(args):
-    from .tasks import make_task
+    from ..tasks import make_task
 
     options = {}
     for name, owner in TASK_FLAGS.items():
@@ -145,7 +146,7 @@ def build_config(args, task) -> ModelConfig:
 
 def task_of(ck):
     """The task a checkpoint was trained on (a text task keeps the saved tokenizer)."""
-    from .tasks import task_from_dict
+    from ..tasks import task_from_dict
 
     if not ck.task:
         raise UsageError(f"the checkpoint in {ck.path} records no task")
@@ -158,8 +159,8 @@ def task_of(ck):
 
 def new_run(args):
     """-> (task, model, train config) of a run built from the flags."""
-    from .model import Transformer
-    from .train import TrainConfig, default_train_config
+    from ..model import Transformer
+    from ..train import TrainConfig, default_train_config
 
     args.task = args.task or "listops"
     args.seed = 0 if args.seed is None else args.seed
@@ -172,8 +173,8 @@ def new_run(args):
 def resume_run(args):
     """-> (task, checkpoint, train config) of the run recorded in --out, refusing any flag
     given with a value the run was not trained with."""
-    from .checkpoint import checkpoint_exists, load_checkpoint
-    from .train import TrainConfig
+    from ..checkpoint import checkpoint_exists, load_checkpoint
+    from ..train import TrainConfig
 
     if not checkpoint_exists(args.out):
         raise UsageError(f"--resume: no checkpoint in {args.out}")

@@ -14,7 +14,7 @@ time is the sum of its own steps (forward, loss, backward, clipping, optimizer).
 both are scored on the same validation windows: every non-overlapping 64-character window of
 the validation split, in order.
 
-The twin is what a PyTorch user writes (``companion.torch_twin``: scaled_dot_product_attention,
+The twin is what a PyTorch user writes (``companion.tools.torch_twin``: scaled_dot_product_attention,
 F.gelu, F.layer_norm, F.cross_entropy) with ``torch.optim.AdamW`` in its default implementation
 and ``torch.nn.utils.clip_grad_norm_``; both use the same number of threads.
 """
@@ -27,10 +27,10 @@ import time
 import numpy as np
 
 from .bench import bench_config
-from .data import consecutive_windows
-from .loss import cross_entropy_backward, cross_entropy_forward
-from .model import Transformer
-from .optim import AdamW, clip_grad_norm, lr_schedule
+from ..data import consecutive_windows
+from ..loss import cross_entropy_backward, cross_entropy_forward
+from ..model import Transformer
+from ..optim import AdamW, clip_grad_norm, lr_schedule
 
 RECIPE = dict(steps=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1,
               betas=(0.9, 0.99), grad_clip=1.0)
@@ -75,7 +75,7 @@ def run_recipe(steps: int = RECIPE["steps"], threads: int = 1, seed: int = 0, co
     import torch
     from threadpoolctl import threadpool_limits
 
-    from .tasks.text import TextTask
+    from ..tasks.text import TextTask
     from .torch_twin import build_torch_model, copy_weights
 
     if steps < 1:

@@ -38,8 +38,8 @@ import numpy as np
 
 from .cli_flags import (MODEL_HELP, TRAIN_HELP, Parser, UsageError, add_common, add_dataclass_flags,
                         name_flags, new_run, resume_run, task_of)
-from .config import PRESETS, ModelConfig
-from .history import PLOT_FILE
+from ..config import PRESETS, ModelConfig
+from ..history import PLOT_FILE
 
 # Modules that may be missing (written later, or left out of a trimmed install).
 SUBCOMMAND_MODULES = ("companion.grading.cli",)
@@ -49,8 +49,8 @@ SUBCOMMAND_MODULES = ("companion.grading.cli",)
 
 
 def add_train_parser(subparsers) -> None:
-    from .tasks import TASKS
-    from .train import TrainConfig
+    from ..tasks import TASKS
+    from ..train import TrainConfig
 
     p = subparsers.add_parser("train", help="train a model on a task", description=(
         "Train a model on a task and report its test accuracy (text: perplexity and bits per "
@@ -90,11 +90,11 @@ def add_train_parser(subparsers) -> None:
 
 
 def train_command(args) -> int:
-    from .backend import tune_allocator
-    from .checkpoint import checkpoint_exists, save_checkpoint
-    from .evaluate import evaluate
-    from .history import MetricsLog, format_record
-    from .train import train
+    from ..backend import tune_allocator
+    from ..checkpoint import checkpoint_exists, save_checkpoint
+    from ..evaluate import evaluate
+    from ..history import MetricsLog, format_record
+    from ..train import train
 
     if args.resume and not args.out:
         raise UsageError("--resume continues the checkpoint in --out DIR: give --out")
@@ -178,7 +178,7 @@ def final_metrics(model, task, history, cfg, test: dict) -> dict:
 
 def text_sample(model, task, rng, n_tokens: int = 200, temperature: float = 0.8) -> str:
     """Continue the first few tokens of the held-out test slice, sampled with the given temperature."""
-    from .generate import generate
+    from ..generate import generate
 
     prompt = [int(t) for t in task.test[:8]]
     new = generate(model, prompt, n_tokens, rng=rng, temperature=temperature)
@@ -218,8 +218,8 @@ def add_eval_parser(subparsers) -> None:
 
 
 def eval_command(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .evaluate import evaluate
+    from ..checkpoint import load_checkpoint
+    from ..evaluate import evaluate
 
     ck = load_checkpoint(args.ckpt, load_optimizer=False)
     metrics = evaluate(ck.model, task_of(ck), args.split)
@@ -244,8 +244,8 @@ def add_generate_parser(subparsers) -> None:
 
 
 def generate_command(args) -> int:
-    from .checkpoint import load_checkpoint
-    from .generate import generate
+    from ..checkpoint import load_checkpoint
+    from ..generate import generate
 
     if args.greedy and any(v is not None for v in (args.temperature, args.top_k, args.top_p)):
         raise UsageError("--greedy takes the likeliest token: it cannot be combined with --temperature, --top-k or --top-p")
@@ -309,7 +309,7 @@ def add_bench_parser(subparsers) -> None:
 
 
 def bench_command(args) -> int:
-    from .backend import tune_allocator
+    from ..backend import tune_allocator
     from .bench import bench_config, format_report, run_bench
 
     tune_allocator()  # time the model as train runs it

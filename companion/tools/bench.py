@@ -5,7 +5,7 @@ training step (forward, cross-entropy, backward, AdamW) of nanoGPT's CPU "baby" 
 ``baby``: 4 layers, 4 heads, n_embd 128, block 64, vocab 65, batch 12) in float32, with the BLAS
 threads pinned (threadpoolctl; ``torch.set_num_threads`` for PyTorch, the same count).
 
-With ``--vs-torch`` the same architecture runs in PyTorch (``companion.torch_twin``) with the same
+With ``--vs-torch`` the same architecture runs in PyTorch (``companion.tools.torch_twin``) with the same
 initial weights and the same batches; each step runs both, alternating which goes first, after a
 few untimed warm-up steps, so both see the same machine load. A busy machine (load average above
 the free cores) is reported with a warning: its timings are noise.
@@ -41,10 +41,10 @@ import tracemalloc
 
 import numpy as np
 
-from .config import PRESETS, ModelConfig, preset
-from .loss import cross_entropy_backward, cross_entropy_forward
-from .model import Transformer
-from .optim import AdamW
+from ..config import PRESETS, ModelConfig, preset
+from ..loss import cross_entropy_backward, cross_entropy_forward
+from ..model import Transformer
+from ..optim import AdamW
 
 BATCH_SIZE = 12  # nanoGPT's shakespeare_char CPU run
 LR, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
@@ -60,7 +60,7 @@ def flops_per_step(config: ModelConfig, batch_size: int, seq_len: int | None = N
         "attn_scores": L * 2 * B * T * T * C,  # n_head heads of (T, hs) @ (hs, T), hs * n_head = C
         "attn_mix": L * 2 * B * T * T * C,
         "attn_proj": L * 2 * B * T * C * C,
-        "ffn": L * n_ffn_mats * 2 * B * T * C * H,
+        "ffn": 0 if config.attn_only else L * n_ffn_mats * 2 * B * T * C * H,
         "head": 2 * B * T * C * V,
     }
     out = {f"forward_{k}": v for k, v in forward.items()}
@@ -290,7 +290,7 @@ def _rss_child(framework: str, threads: int, batch_size: int, config: dict) -> d
 
 
 # The child is a plain `python -c`; its arguments and its answer travel as JSON text (no pickle).
-CHILD = "import json, sys; from companion.bench import _rss_child; print(json.dumps(_rss_child(*json.loads(sys.argv[1]))))"
+CHILD = "import json, sys; from companion.tools.bench import _rss_child; print(json.dumps(_rss_child(*json.loads(sys.argv[1]))))"
 
 
 def _rss_in_fresh_process(framework: str, threads: int, batch_size: int, config: ModelConfig) -> dict | None:
@@ -346,7 +346,7 @@ def format_report(r: dict) -> str:
 
 def run_profile(steps: int = 10, warmup: int = 2, threads: int | None = None, vs_torch: bool = False,
                 batch_size: int = BATCH_SIZE, config: ModelConfig | None = None, seed: int = 0) -> dict:
-    """Where a step's time goes: ``steps`` profiled training steps (companion.profile) after
+    """Where a step's time goes: ``steps`` profiled training steps (companion.tools.profile) after
     ``warmup`` plain ones, and with ``vs_torch`` the twin's torch.profiler table for the same steps."""
     from threadpoolctl import threadpool_limits
 

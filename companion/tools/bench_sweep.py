@@ -1,6 +1,6 @@
 """A size sweep: time one training step from the ListOps model up to ~50M parameters.
 
-    python -m companion.bench_sweep --out results.json [--max-params 1.2e7] [--steps 3]
+    python -m companion.tools.bench_sweep --out results.json [--max-params 1.2e7] [--steps 3]
 
 runs on whichever backend serves the companion (``COMPANION_BACKEND``: NumPy on the CPU, CuPy
 on a GPU) and writes a JSON file that says what was measured where: the backend and device,
@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .accounting import parameter_counts, training_step_flops
-from .backend import BACKEND, asarray, describe, xp
-from .config import ModelConfig
+from ..accounting import parameter_counts, training_step_flops
+from ..backend import BACKEND, asarray, describe, xp
+from ..config import ModelConfig
 from .io import write_json
-from .loss import cross_entropy_backward, cross_entropy_forward
-from .model import Transformer
-from .optim import AdamW
+from ..loss import cross_entropy_backward, cross_entropy_forward
+from ..model import Transformer
+from ..optim import AdamW
 
 SCHEMA = 1
 BATCH_SIZE, BLOCK_SIZE, VOCAB_SIZE = 12, 128, 512
@@ -144,7 +144,7 @@ def check_results(results: dict, require_cpu: bool = True) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m companion.bench_sweep", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m companion.tools.bench_sweep", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="JSON file to write (the run is stored under 'cpu' or 'gpu')")
     parser.add_argument("--max-params", type=float, default=float("inf"), help="skip sizes above this many parameters")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per size (after one warm-up step)")

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .loss import cross_entropy_backward, cross_entropy_forward
+from ..loss import cross_entropy_backward, cross_entropy_forward
 
 # module class -> the row its self time is reported under
 LABELS = {
