@@ -15,9 +15,16 @@ Parameters, per component (C = n_embd, H = ffn_hidden, V = vocab_size, L = n_lay
     output head          C V, or 0 when tied to the token embedding
 
 Forward FLOPs count matrix products only, 2 m k n for (m, k) @ (k, n), the convention of
-``companion.tools.bench``: norms, softmax and activations are O(B T C) and are left out. A training
-step costs about 3x the forward (each product's backward is two products of the same size),
-which with N parameters and D tokens gives the familiar 6 N D when T is small next to C.
+``companion.tools.bench``: norms, softmaxes and activations cost a few operations per element (B T C
+for the norms, B T H for the activation, B nh T T for attention's softmax, B T V for the loss's)
+against 2 k per element of a product, and are left out. A training step costs 3x the forward
+(each product's backward is two products of the same size). Per token that is
+6 N + 12 n_layer T C, where N counts the weights of the matrix products (attention,
+feed-forward and the head, tied or not; not the embedding lookup, which costs no FLOPs) and
+the second term is attention's scores and mix over the whole T x T matrix. With
+N ~ 12 n_layer C^2 the second term is about T / 6C of the first, so the familiar 6 N D for D
+training tokens holds when T << 6C (Kaplan et al. 2020, counting half the T x T work, state
+T << 12C). Chapter 11 compares the two for GPT-2 small and LLaMA-7B.
 
 Activation memory (``activation_bytes``) is what one forward pass leaves in the modules'
 caches for backward to read; ``cached_activation_bytes`` measures the same thing on a real

@@ -106,3 +106,37 @@ def bits_per_character(logits, targets, mask, n_chars):
 
 # %%
 check("11.3")
+
+
+# %% [markdown]
+# ## Exercise 11.4: activation memory against the context length
+#
+# Return the bytes that one forward pass over `batch_size` sequences of `seq_len` tokens leaves
+# in the model's caches for backward, by component, all layers summed, and their `"total"`.
+# Numbers take `np.dtype(dtype).itemsize` bytes; token and position ids are numpy's default
+# integers, `np.dtype(np.intp).itemsize` bytes each. With B, T, C, H, L = batch_size, seq_len,
+# `n_embd`, `ffn_hidden`, `n_layer`, and nh = `n_head`:
+#
+# - `"embedding"`: the token ids, (B, T);
+# - `"positions"`: learned positions keep their position ids, (T,); sinusoidal and RoPE nothing;
+# - `"norms"`: every norm (two per block, plus a final one in pre-norm) keeps its normalised
+#   input (B, T, C) and one 1/std per position, (B, T, 1);
+# - `"attention"`: per layer, the input (B, T, C), the q, k, v array (B, T, 3C), with RoPE also
+#   the rotated copies of q and k (two more (B, T, C)), the weights (B, nh, T, T), and the
+#   joined heads (B, T, C) that W_o reads;
+# - `"feedforward"`: per layer, the input (B, T, C) and arrays of (B, T, H): 3 for GELU
+#   (pre-activation, tanh, output), 2 for ReLU, 5 for SwiGLU (gate, up, sigmoid, silu, output);
+# - `"head"`: its input (B, T, C).
+#
+# The check compares with the bytes a built model's caches really hold, and looks at how the
+# total grows with T: only the attention weights grow as T².
+
+
+# %%
+def activation_bytes(config, batch_size, seq_len, dtype="float32"):
+    """-> {"embedding", "positions", "norms", "attention", "feedforward", "head", "total"}: ints."""
+    raise NotImplementedError("Exercise 11.4: activation_bytes")
+
+
+# %%
+check("11.4")

@@ -139,3 +139,55 @@ def bits_per_character(logits, targets, mask, n_chars):
 
 # %%
 check("11.3")
+
+
+# %% [markdown]
+# ## Exercise 11.4: activation memory against the context length
+#
+# Return the bytes that one forward pass over `batch_size` sequences of `seq_len` tokens leaves
+# in the model's caches for backward, by component, all layers summed, and their `"total"`.
+# Numbers take `np.dtype(dtype).itemsize` bytes; token and position ids are numpy's default
+# integers, `np.dtype(np.intp).itemsize` bytes each. With B, T, C, H, L = batch_size, seq_len,
+# `n_embd`, `ffn_hidden`, `n_layer`, and nh = `n_head`:
+#
+# - `"embedding"`: the token ids, (B, T);
+# - `"positions"`: learned positions keep their position ids, (T,); sinusoidal and RoPE nothing;
+# - `"norms"`: every norm (two per block, plus a final one in pre-norm) keeps its normalised
+#   input (B, T, C) and one 1/std per position, (B, T, 1);
+# - `"attention"`: per layer, the input (B, T, C), the q, k, v array (B, T, 3C), with RoPE also
+#   the rotated copies of q and k (two more (B, T, C)), the weights (B, nh, T, T), and the
+#   joined heads (B, T, C) that W_o reads;
+# - `"feedforward"`: per layer, the input (B, T, C) and arrays of (B, T, H): 3 for GELU
+#   (pre-activation, tanh, output), 2 for ReLU, 5 for SwiGLU (gate, up, sigmoid, silu, output);
+# - `"head"`: its input (B, T, C).
+#
+# The check compares with the bytes a built model's caches really hold, and looks at how the
+# total grows with T: only the attention weights grow as T².
+
+
+# %%
+def activation_bytes(config, batch_size, seq_len, dtype="float32"):
+    """-> {"embedding", "positions", "norms", "attention", "feedforward", "head", "total"}: ints."""
+    # BEGIN SOLUTION 11.4
+    B, T = batch_size, seq_len
+    C, H, L, nh = config["n_embd"], config["ffn_hidden"], config["n_layer"], config["n_head"]
+    s, ids = np.dtype(dtype).itemsize, np.dtype(np.intp).itemsize
+    btc = B * T * C
+    n_norms = 2 * L + (1 if config["norm_placement"] == "pre" else 0)
+    rope = 2 * btc if config["positions"] == "rope" else 0
+    hidden = {"gelu": 3, "relu": 2, "swiglu": 5}[config["ffn"]]
+    out = {
+        "embedding": B * T * ids,
+        "positions": T * ids if config["positions"] == "learned" else 0,
+        "norms": n_norms * (btc + B * T) * s,
+        "attention": L * (btc + 3 * btc + rope + B * nh * T * T + btc) * s,
+        "feedforward": L * (btc + hidden * B * T * H) * s,
+        "head": btc * s,
+    }
+    out["total"] = sum(out.values())
+    return out
+    # END SOLUTION
+
+
+# %%
+check("11.4")

@@ -23,8 +23,9 @@ def test_stages_follow_each_family_and_carry_the_batch_shapes():
     assert gpt[-1][2:] == ("(B, T, V)", "(2, 16, 65)")
     llama = architecture_stages(preset("tiny", family="llama", tie_weights=False), 3, 8)
     labels = [s[1] for s in llama]
-    assert "RMSNorm 1" in labels and "SwiGLU up" in labels and not any("positions" in x for x in labels)
+    assert "RMSNorm 1" in labels and "SwiGLU up, x W_up" in labels and not any("positions" in x for x in labels)
     assert any("RoPE" in x for x in labels) and "W_head (C, V) = (16, 16)" in llama[-1][1]
+    assert labels.index("SwiGLU gate, SiLU(x W_gate)") + 1 == labels.index("SwiGLU up, x W_up")  # side by side
     post = [s[1] for s in architecture_stages(preset("tiny", norm_placement="post"), 1, 4)]
     assert "LayerNorm 1 (x + attention)" in post and not any(x.startswith("final") for x in post)
 
@@ -35,6 +36,9 @@ def test_figure_has_a_column_per_config_and_names_the_repeat():
     words = " ".join(texts(fig))
     assert "× n_layer\n= 4" in words and "× n_layer\n= 5" in words
     assert "(B, T, V) = (2, 16, 512)" in words
+    for ax in fig.axes:  # two residual paths per column: into "x + attention" and into "x + FFN"
+        assert sum(line.get_gid() == "residual" for line in ax.lines) == 2
+    assert "⊙" in words  # SwiGLU's gate and up products, multiplied
     plt.close(fig)
     with pytest.raises(ValueError, match="at least one config"):
         plot_architecture({}, 1)

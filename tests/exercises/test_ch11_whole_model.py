@@ -175,3 +175,66 @@ def test_bits_per_character_survives_large_logits(impl):
     expect(math.isfinite(float(got)),
            f"bits per character is {got} for logits of about 1000: subtract each row's maximum before exp")
     expect(math.isclose(float(got), want, rel_tol=1e-9), f"bits per character {float(got):.6g}, expected {want:.6g} at large logits")
+
+
+# ------------------------------------------------------------------ 11.4 activation memory
+
+ACT_KEYS = ("embedding", "positions", "norms", "attention", "feedforward", "head", "total")
+
+
+def activation_bugs(config, B, T, want, s):
+    """What common mistakes give, component by component: {component: {description: value}}."""
+    C, H, L, nh = config.n_embd, config.ffn_hidden, config.n_layer, config.n_head
+    rope = 2 * B * T * C * s if config.positions == "rope" else 0
+    return {
+        "attention": {"the attention weights are (B, nh, T, T), one T x T matrix per head":
+                          want["attention"] - L * B * (nh - 1) * T * T * s,
+                      "the attention weights (B, nh, T, T) are missing": want["attention"] - L * B * nh * T * T * s,
+                      "with RoPE, the rotated copies of q and k are two more (B, T, C) arrays":
+                          want["attention"] - L * rope if rope else -1,
+                      "the count is one layer's: multiply by n_layer": want["attention"] // L},
+        "feedforward": {"the count is one layer's: multiply by n_layer": want["feedforward"] // L,
+                        "the hidden arrays are (B, T, H), H = ffn_hidden, not (B, T, C)":
+                            want["feedforward"] // H * C if want["feedforward"] % H == 0 else -1},
+        "norms": {"each norm also keeps one 1/std per position, (B, T, 1)": want["norms"] - (want["norms"] // (C + 1)),
+                  "the final norm before the head (pre-norm) is missing":
+                      want["norms"] - want["norms"] // (2 * L + 1) if config.norm_placement == "pre" else -1},
+        "embedding": {"token ids are numpy's default integers (np.intp), not numbers of the dtype": B * T * s},
+    }
+
+
+@pytest.mark.exercise("11.4", "activation_bytes")
+@pytest.mark.points(3)
+def test_activation_bytes_match_the_caches(impl):
+    from companion.model import Transformer
+
+    for name, changes, B, T, dtype in (("tiny", {}, 2, 16, "float32"), ("tiny", dict(family="llama"), 3, 8, "float64"),
+                                       ("tiny", dict(ffn="relu", norm_placement="post"), 2, 12, "float32"),
+                                       ("tiny", dict(positions="sinusoidal"), 1, 16, "float64")):
+        config = preset(name, dtype=dtype, **changes)
+        model = Transformer(config, np.random.default_rng(0))
+        model.forward(np.zeros((B, T), dtype=np.int64))
+        want = accounting.cached_activation_bytes(model)  # what the caches really hold
+        assert want == accounting.activation_bytes(config, B, T)  # the reference agrees with them
+        got = expect_counts(impl.activation_bytes(config.to_dict(), B, T, dtype), ACT_KEYS, "activation_bytes")
+        bugs = activation_bugs(config, B, T, want, np.dtype(dtype).itemsize)
+        where = ", ".join(f"{a}={b}" for a, b in changes.items()) or "its defaults"
+        for k in ACT_KEYS[:-1]:
+            if got[k] != want[k]:
+                named = [d for d, v in bugs.get(k, {}).items() if v == got[k]]
+                expect(False, f"{k} of a tiny model with {where}, B={B}, T={T}, {dtype}: {got[k]:,} bytes, expected "
+                              f"{want[k]:,}" + (f": it looks like {named[0]}" if named else ""))
+        expect(got["total"] == want["total"], "'total' must be the sum of the components")
+
+
+@pytest.mark.exercise("11.4", "activation_bytes")
+@pytest.mark.points(1)
+def test_activation_bytes_grow_with_t_squared_only_in_attention(impl):
+    config = accounting.reference_config("gpt2-124m")
+    rows = [expect_counts(impl.activation_bytes(config.to_dict(), 1, T, "float32"), ACT_KEYS, "activation_bytes")
+            for T in (256, 512, 1024)]
+    for k in ("norms", "feedforward", "head", "embedding"):  # linear in T: doubling T doubles them
+        expect(rows[1][k] == 2 * rows[0][k] and rows[2][k] == 2 * rows[1][k], f"{k} should be linear in T")
+    want = [accounting.activation_bytes(config, 1, T) for T in (256, 512, 1024)]
+    expect([r["attention"] for r in rows] == [w["attention"] for w in want],
+           "attention bytes of GPT-2 small at T = 256, 512, 1024 differ from the caches' count")
