@@ -4,6 +4,8 @@ A ``gpt`` model of the companion has GPT-2's architecture exactly (Radford et al
 positions, pre-norm LayerNorm (eps 1e-5), the tanh GELU, biases, a 4x MLP and the head tied to
 the token embedding. So the published weights drop in once the names are translated:
 
+    Hugging Face name (a GPT2LMHeadModel file; a GPT2Model file, such as the published
+    openai-community/gpt2 one, has the same names without 'transformer.' and no lm_head)
     Hugging Face name                         companion name           layout
     transformer.wte.weight                    wte.weight               (V, C), the same
     transformer.wpe.weight                    wpe.weight               (block_size, C)
@@ -161,11 +163,19 @@ def load_gpt2(folder: str | os.PathLike) -> Transformer:
         raise FileNotFoundError(f"{folder}: no model.safetensors")
     config = config_from_gpt2(read_json(folder / "config.json", "GPT-2 config"))
     tensors = read_safetensors(folder / "model.safetensors")
+    # A GPT2LMHeadModel checkpoint prefixes the body's names with 'transformer.'; a GPT2Model one
+    # (the published openai-community/gpt2 file) stores them bare and has no lm_head: the head is tied.
+    prefix = "transformer."
+    tensors = {(k if k.startswith(prefix) or k.startswith("lm_head.") else prefix + k): v for k, v in tensors.items()}
     model = Transformer(config, np.random.default_rng(0))  # every weight is overwritten below
     params = model.parameters()
     for ours, theirs in gpt2_names(config).items():
         if theirs not in tensors:
-            raise ValueError(f"{folder}/model.safetensors has no tensor {theirs!r} (needed for {ours})")
+            if theirs == "lm_head.weight":
+                raise ValueError(f"{folder}: config.json says the head is untied (tie_word_embeddings false) but "
+                                 "model.safetensors has no lm_head.weight")
+            raise ValueError(f"{folder}/model.safetensors has no tensor {theirs!r} (needed for {ours}), "
+                             f"with or without the 'transformer.' prefix")
         value = tensors[theirs].T if ours == "head.proj.w" else tensors[theirs]  # nn.Linear stores (V, C)
         if value.shape != params[ours].shape:
             raise ValueError(f"{theirs}: shape {value.shape} does not match the config's {params[ours].shape}")

@@ -103,3 +103,27 @@ def test_a_tokenizer_trained_with_hugging_face_encodes_identically(tmp_path):
         want = trainer.encode(sample).ids
         assert ours.encode(sample) == want, sample
         assert ours.decode(want) == sample
+
+
+def test_a_base_gpt2model_checkpoint_without_the_transformer_prefix_loads_tied(tmp_path):
+    # the published openai-community/gpt2 model.safetensors is a GPT2Model file: 'wte.weight',
+    # 'h.0.attn.c_attn.weight', ... with no 'transformer.' prefix and no lm_head (the head is tied)
+    ref = hf_model(tie=True)
+    ref.transformer.save_pretrained(tmp_path, safe_serialization=True)
+    names = set(read_safetensors(tmp_path / "model.safetensors"))
+    assert "wte.weight" in names and "h.0.attn.c_attn.weight" in names
+    assert not any(n.startswith("transformer.") or n.startswith("lm_head") for n in names)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "gpt2"
+    ours = load_gpt2(tmp_path)
+    assert ours.config.tie_weights
+    idx = np.random.default_rng(2).integers(0, 97, size=(2, 24))
+    with torch.no_grad():
+        want_hidden = ref.transformer(torch.from_numpy(idx)).last_hidden_state.numpy()  # after ln_f
+    x = ours.wte(idx) + ours.wpe(idx.shape[1], 0)  # (B, T, C)
+    for block in ours.blocks:
+        x = block(x, None, None)
+    hidden = ours.norm_f(x)  # (B, T, C)
+    assert np.abs(hidden - want_hidden).max() <= 1e-4
+    logits = ours.forward(idx)  # through the head tied to wte
+    assert np.abs(logits - hidden @ ours.parameters()["wte.weight"].T).max() <= 1e-4
+    assert np.abs(logits - hf_logits(ref, idx)).max() <= 1e-4
