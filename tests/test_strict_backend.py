@@ -45,7 +45,10 @@ def test_the_double_catches_a_planted_host_conversion(tmp_path):
     assert run("planted_leak", "numpy", tmp_path)["caught"] is None  # NumPy lets it pass silently
 
 
-def test_the_strict_array_refuses_what_cupy_refuses():
+def test_the_strict_array_refuses_cupys_refusals_and_numpy_functions_too():
+    # np.asarray and arithmetic with a NumPy array are what CuPy refuses; np.exp(a) CuPy accepts
+    # (its arrays dispatch NumPy's functions to CuPy), and the double refuses it on purpose, as it
+    # refuses tolist and NumPy-array indices, so that the companion spells xp and .get() everywhere
     import numpy as np
 
     from companion.tools.backend_strict import StrictArray, asarray

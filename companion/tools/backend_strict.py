@@ -7,8 +7,12 @@ does both without noticing. ``COMPANION_BACKEND=strict`` serves the companion wi
 instead of NumPy, so those mistakes fail on any CPU, in CI, exactly where they would on a GPU:
 
 - ``StrictArray`` wraps a NumPy array and is not one (not a subclass: NumPy cannot reach inside);
-- ``__array__`` raises, so ``np.asarray(a)``, ``np.mean(a)`` or a plot of ``a`` fail loudly;
+- ``__array__`` raises, so ``np.asarray(a)`` or a plot of ``a`` fail loudly;
 - mixing with a ``numpy.ndarray`` in arithmetic, indexing or a namespace function raises;
+- NumPy's own functions (``np.exp(a)``, ``np.mean(a)``) raise too. Here the double is stricter
+  than CuPy on purpose: ``cupy.ndarray`` implements ``__array_ufunc__`` and
+  ``__array_function__``, so CuPy runs them on the GPU; refusing them keeps the companion
+  spelling ``xp`` everywhere, so that its code reads the same on either backend;
 - ``float(a)`` / ``int(a)`` / ``bool(a)`` work only on one-element arrays (a device-to-host copy
   of a scalar, which CuPy allows), and ``a.get()`` is the explicit copy to the host;
 - reductions and scalar indexing (``a.sum()``, ``a[0, 1]``) give 0-d device arrays, not host
