@@ -113,7 +113,7 @@ def pack_parameters(module: Module) -> tuple[Array, Array]:
 
 
 def _address(a: Array) -> int:
-    return a.data.ptr if BACKEND == "cupy" else a.__array_interface__["data"][0]
+    return a.data.ptr if BACKEND in ("cupy", "strict") else a.__array_interface__["data"][0]
 
 
 def flat_layout(arrays: dict[str, Array]) -> tuple[Array, dict[str, slice]] | None:

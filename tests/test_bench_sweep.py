@@ -35,6 +35,18 @@ def test_a_cpu_sweep_writes_a_file_that_fits_the_schema(tmp_path):
     bad["gpu"] = {**results["cpu"]}  # a GPU run must name its CuPy and driver versions
     with pytest.raises(ValueError, match="gpu lacks 'cupy'"):
         check_results(bad)
+    gpu = {**results["cpu"], "backend": "cupy", "cupy": "13.0", "cuda_driver": 12040}
+    good = {**results, "gpu": {**gpu, "tf32": False}, "gpu_tf32": {**gpu, "tf32": True}}
+    check_results(good)  # the optional TF32 run sits beside the float32 one
+    check_results({**good, "gpu_tf32": None})
+    with pytest.raises(ValueError, match="gpu_tf32.tf32 must be True"):
+        check_results({**good, "gpu_tf32": {**gpu, "tf32": False}})
+    with pytest.raises(ValueError, match="gpu.tf32 must be False"):
+        check_results({**good, "gpu": {**gpu, "tf32": True}})
+    with pytest.raises(ValueError, match="gpu_tf32 lacks 'cuda_driver'"):
+        check_results({**good, "gpu_tf32": {k: v for k, v in good["gpu_tf32"].items() if k != "cuda_driver"}})
+    with pytest.raises(ValueError, match="gpu_tf32.rows is empty"):
+        check_results({**good, "gpu_tf32": {**good["gpu_tf32"], "rows": []}})
 
 
 @pytest.mark.skipif(not RECORDED.exists(), reason="no recorded sweep committed yet (book/data/gpu_sweep.json)")

@@ -45,7 +45,10 @@ def test_the_double_catches_a_planted_host_conversion(tmp_path):
     assert run("planted_leak", "numpy", tmp_path)["caught"] is None  # NumPy lets it pass silently
 
 
-def test_the_strict_array_refuses_what_cupy_refuses():
+def test_the_strict_array_refuses_cupys_refusals_and_numpy_functions_too():
+    # np.asarray and arithmetic with a NumPy array are what CuPy refuses; np.exp(a) CuPy accepts
+    # (its arrays dispatch NumPy's functions to CuPy), and the double refuses it on purpose, as it
+    # refuses tolist and NumPy-array indices, so that the companion spells xp and .get() everywhere
     import numpy as np
 
     from companion.tools.backend_strict import StrictArray, asarray
@@ -89,5 +92,32 @@ def test_a_training_step_copies_to_the_host_only_its_checks_the_loss_and_the_nor
     for step in steps:
         assert step["to_device"] == 3  # idx, targets, loss mask: drawn on the host, moved once
         assert step["to_host"] == 9, step
-        assert 500 < step["op"] < 2000 and step["top"]["matmul"] > 0
+        assert 250 < step["op"] < 1000 and step["top"]["matmul"] > 0  # AdamW on the flat buffer, as on CuPy
     assert steps[0]["op"] > steps[1]["op"]  # the first step also creates AdamW's moment buffers
+
+
+
+FLAT_LAYOUT_PROBE = """
+import json
+import numpy as np
+from companion.module import flat_layout
+from companion.tools.backend_strict import asarray
+buffer = asarray(np.arange(10, dtype=np.float32))
+views = {"w": buffer[0:6].reshape(2, 3), "b": buffer[6:10]}
+found = flat_layout(views)
+print(json.dumps({"same_base": views["w"].base is views["b"].base, "no_base": asarray(np.ones(3)).base is None,
+                  "step": int(views["b"].data.ptr - views["w"].data.ptr),
+                  "slices": None if found is None else {k: [v.start, v.stop] for k, v in found[1].items()}}))
+"""
+
+
+def test_the_double_recognises_views_of_the_flat_buffer_as_cupy_does():
+    """flat_layout needs ``a.base is b.base`` for two views of one buffer, and each view's address:
+    the double gives both, so AdamW and clipping take the flat-buffer path under it, as on CuPy."""
+    env = {**os.environ, "COMPANION_BACKEND": "strict", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", FLAT_LAYOUT_PROBE], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["same_base"] and got["no_base"] and got["step"] == 6 * 4  # four bytes a float32
+    assert got["slices"] == {"w": [0, 6], "b": [6, 10]}

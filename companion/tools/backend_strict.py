@@ -7,8 +7,12 @@ does both without noticing. ``COMPANION_BACKEND=strict`` serves the companion wi
 instead of NumPy, so those mistakes fail on any CPU, in CI, exactly where they would on a GPU:
 
 - ``StrictArray`` wraps a NumPy array and is not one (not a subclass: NumPy cannot reach inside);
-- ``__array__`` raises, so ``np.asarray(a)``, ``np.mean(a)`` or a plot of ``a`` fail loudly;
+- ``__array__`` raises, so ``np.asarray(a)`` or a plot of ``a`` fail loudly;
 - mixing with a ``numpy.ndarray`` in arithmetic, indexing or a namespace function raises;
+- NumPy's own functions (``np.exp(a)``, ``np.mean(a)``) raise too. Here the double is stricter
+  than CuPy on purpose: ``cupy.ndarray`` implements ``__array_ufunc__`` and
+  ``__array_function__``, so CuPy runs them on the GPU; refusing them keeps the companion
+  spelling ``xp`` everywhere, so that its code reads the same on either backend;
 - ``float(a)`` / ``int(a)`` / ``bool(a)`` work only on one-element arrays (a device-to-host copy
   of a scalar, which CuPy allows), and ``a.get()`` is the explicit copy to the host;
 - reductions and scalar indexing (``a.sum()``, ``a[0, 1]``) give 0-d device arrays, not host
@@ -24,6 +28,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import operator
+import types
+import weakref
 
 import numpy
 
@@ -64,10 +70,13 @@ def _advanced(key) -> bool:
     return any(isinstance(k, (StrictArray, list)) for k in keys)
 
 
+_BASES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id(NumPy base) -> its one wrapper
+
+
 class StrictArray:
     """A device-like array: holds a NumPy array in ``_a`` and refuses implicit host conversion."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "__weakref__")
     __array_ufunc__ = None  # NumPy ufuncs (np.exp(strict), ndarray + strict) raise TypeError
 
     def __init__(self, a: numpy.ndarray):
@@ -117,6 +126,25 @@ class StrictArray:
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
     T = property(lambda self: StrictArray(self._a.T))
+
+    @property
+    def base(self):
+        """The array whose memory this view shares, as one wrapper for as long as anyone holds it:
+        ``a.base is b.base`` for two views of one buffer, as for CuPy's arrays (so that
+        ``companion.module.flat_layout`` recognises the model's flat buffer here too)."""
+        root = self._a.base
+        if root is None:
+            return None
+        held = _BASES.get(id(root))
+        if held is None or held._a is not root:
+            held = StrictArray(root)
+            _BASES[id(root)] = held
+        return held
+
+    @property
+    def data(self):
+        """The memory's address, as ``cupy.ndarray.data.ptr`` (a device pointer there)."""
+        return types.SimpleNamespace(ptr=self._a.__array_interface__["data"][0])
 
     def __len__(self):
         return len(self._a)

@@ -12,7 +12,8 @@ Chapter 14 plots such files; ``check_results`` is the schema the tests hold them
 On a GPU every step is followed by a device synchronisation before the clock is read: CuPy
 launches kernels asynchronously, so without it the timer would measure only the launches.
 TF32 (float32 products on tensor cores with a 10-bit mantissa) is off unless CUPY_TF32=1 is
-set before CuPy starts; the results record which.
+set before CuPy starts; a run with it off is stored under 'gpu', one with it on under
+'gpu_tf32' (optional), so one file holds both.
 """
 
 from __future__ import annotations
@@ -125,22 +126,27 @@ def git_commit() -> str:
 
 def check_results(results: dict, require_cpu: bool = True) -> None:
     """Raise ValueError naming the first field that does not fit the schema of a sweep file
-    (a 'gpu' run may be null: none recorded yet)."""
+    (a 'gpu' run may be null: none recorded yet; 'gpu_tf32', the same with TF32 products, may be
+    null or absent)."""
     if results.get("schema") != SCHEMA:
         raise ValueError(f"schema must be {SCHEMA}, got {results.get('schema')!r}")
-    for part in ("cpu", "gpu"):
+    if "gpu" not in results:
+        raise ValueError("lacks 'gpu' (null when no GPU run is recorded)")
+    for part in ("cpu", "gpu", "gpu_tf32"):
         run = results.get(part)
-        if run is None and (part == "gpu" or not require_cpu):
+        if run is None and (part != "cpu" or not require_cpu):
             continue
         if not isinstance(run, dict):
             raise ValueError(f"{part} must be an object")
         for key in ("backend", "device", "date", "commit", "rows"):
             if key not in run:
                 raise ValueError(f"{part} lacks {key!r}")
-        if part == "gpu":
+        if part != "cpu":
             for key in ("cupy", "cuda_driver", "tf32"):
                 if key not in run:
-                    raise ValueError(f"gpu lacks {key!r}")
+                    raise ValueError(f"{part} lacks {key!r}")
+            if run["tf32"] is not (part == "gpu_tf32"):
+                raise ValueError(f"{part}.tf32 must be {part == 'gpu_tf32'}, got {run['tf32']!r}")
         if not run["rows"]:
             raise ValueError(f"{part}.rows is empty")
         for i, row in enumerate(run["rows"]):
@@ -152,7 +158,8 @@ def check_results(results: dict, require_cpu: bool = True) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m companion.tools.bench_sweep", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="JSON file to write (the run is stored under 'cpu' or 'gpu')")
+    parser.add_argument("--out", required=True,
+                        help="JSON file to write (the run is stored under 'cpu', 'gpu' or, with CUPY_TF32=1, 'gpu_tf32')")
     parser.add_argument("--max-params", type=float, default=float("inf"), help="skip sizes above this many parameters")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per size (after one warm-up step)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"sequences per step (default {BATCH_SIZE})")
@@ -167,7 +174,7 @@ def main(argv=None) -> None:
         from .io import read_json
 
         results = read_json(path, "sweep results")
-    part = "gpu" if BACKEND == "cupy" else "cpu"
+    part = "cpu" if BACKEND != "cupy" else ("gpu_tf32" if os.environ.get("CUPY_TF32", "0") == "1" else "gpu")
     print(f"sweep on {describe()}", flush=True)
     results[part] = {**environment(args.batch_size, args.block_size), "rows": []}
     for row in sweep(args.max_params, args.steps, args.batch_size, args.block_size):  # written after each size, so a cut-off run keeps its rows
