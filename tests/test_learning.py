@@ -55,8 +55,10 @@ def test_two_digit_addition_is_learned():
 
 def test_text_loss_falls_and_samples_use_the_corpus_alphabet(tmp_path):
     task = make_task("text", seed=0, max_chars=200_000, block_size=32)
-    model, history = fit(task, 0, "tiny", steps=300, batch_size=16, lr=3e-3, min_lr=3e-4, eval_every=100,
-                         eval_size=20)
+    # the tiny model with its own output matrix (as this test was calibrated; a tied 16-wide head
+    # ends near 2.7 in this budget)
+    model, history = fit(task, 0, "tiny", model=dict(tie_weights=False), steps=300, batch_size=16, lr=3e-3,
+                         min_lr=3e-4, eval_every=100, eval_size=20)
     uniform = np.log(task.vocab_size)
     val = [r["val_loss"] for r in history.records]
     assert val[0] < uniform and val[-1] < val[0] and val[-1] < 2.6  # well below a unigram model
