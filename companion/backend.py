@@ -7,6 +7,9 @@ and never changes afterwards: there is no mutable backend state to leak between 
 
 The few operations whose spelling differs between NumPy and CuPy live here as helpers
 (`add_at` for the embedding's scatter-add, `to_numpy` for plotting and saving).
+
+Importing this module has no side effect beyond choosing the backend; the glibc allocator
+tuning that speeds up NumPy's temporaries is an explicit opt-in, `tune_allocator()`.
 """
 
 from __future__ import annotations
@@ -33,21 +36,35 @@ def _choose_backend():
         if not cupy.cuda.is_available():  # pragma: no cover - depends on the machine
             raise RuntimeError("COMPANION_BACKEND=cupy but no CUDA GPU is available on this machine")
         return cupy, "cupy"
-    raise ValueError(f"COMPANION_BACKEND must be 'numpy' or 'cupy', got {name!r}")
+    if name == "strict":  # the CPU test double of CuPy (companion/backend_strict.py)
+        from . import backend_strict
+
+        return backend_strict, "strict"
+    raise ValueError(f"COMPANION_BACKEND must be 'numpy', 'cupy' or 'strict', got {name!r}")
 
 
 xp, BACKEND = _choose_backend()
 
 
-def _keep_freed_memory() -> bool:
+MALLOC_TUNED = False  # set by tune_allocator(); importing the companion never touches the allocator
+
+
+def tune_allocator() -> bool:
     """Ask glibc to reuse freed memory instead of handing every large block back to the OS.
 
     Every NumPy expression such as ``0.5 * x * (1 + t)`` allocates a fresh array for each
     operator. Blocks above glibc's mmap threshold are mapped fresh and unmapped on free, so
     each temporary costs page faults that take longer than the arithmetic itself (we measured
     the GELU backward about 5x slower this way). Raising the thresholds keeps freed blocks in
-    the heap for the next temporary. Linux/glibc only; set COMPANION_MALLOC_TUNING=0 to skip.
+    the heap for the next temporary.
+
+    This changes the allocator of the whole process, so it is opt-in: importing the companion
+    never calls it; ``python -m companion train`` and ``bench`` do, before any work. Call it
+    yourself at the top of a script or notebook that trains for long. Linux with glibc only
+    (elsewhere, or under musl, it does nothing and returns False); the environment variable
+    COMPANION_MALLOC_TUNING=0 turns it off. -> True when the thresholds were set.
     """
+    global MALLOC_TUNED
     if not sys.platform.startswith("linux") or os.environ.get("COMPANION_MALLOC_TUNING", "1") == "0":
         return False
     try:
@@ -55,12 +72,11 @@ def _keep_freed_memory() -> bool:
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
         ok = libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's largest allowed value
         ok &= libc.mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024)
-        return bool(ok)
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
+    MALLOC_TUNED = MALLOC_TUNED or bool(ok)
+    return bool(ok)
 
-
-MALLOC_TUNED = _keep_freed_memory()
 
 DTYPES = {"float32": xp.float32, "float64": xp.float64}
 
@@ -72,20 +88,35 @@ def dtype_of(name: str):
     return DTYPES[name]
 
 
+def describe() -> str:
+    """Which backend and device serve the companion, in words (the CLI prints it)."""
+    if BACKEND == "cupy":  # pragma: no cover - GPU only
+        props = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        return f"cupy {xp.__version__} on {name} (GPU {xp.cuda.Device().id}, CUDA runtime {xp.cuda.runtime.runtimeGetVersion()})"
+    if BACKEND == "strict":
+        return f"strict (the CPU test double of CuPy, over numpy {numpy.__version__})"
+    return f"numpy {numpy.__version__} on the CPU"
+
+
 def add_at(target: Array, indices: Array, values: Array) -> None:
     """target[indices] += values, adding repeated indices up (unlike `target[indices] += values`)."""
     if BACKEND == "cupy":  # pragma: no cover - GPU only
         import cupyx
 
         cupyx.scatter_add(target, indices, values)
+    elif BACKEND == "strict":
+        from .backend_strict import unwrap
+
+        numpy.add.at(unwrap(target), unwrap(indices), unwrap(values))
     else:
         numpy.add.at(target, indices, values)
 
 
 def to_numpy(a) -> numpy.ndarray:
     """A NumPy copy of any backend array (for plotting, printing and saving)."""
-    if BACKEND == "cupy" and not isinstance(a, numpy.ndarray):  # pragma: no cover - GPU only
-        return a.get()
+    if BACKEND in ("cupy", "strict") and not isinstance(a, numpy.ndarray):
+        return a.get() if hasattr(a, "get") else numpy.asarray(a)
     return numpy.asarray(a)
 
 

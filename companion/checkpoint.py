@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .backend import asarray, to_numpy
-from .config import ModelConfig
+from .config import LEGACY_TIE_WEIGHTS, ModelConfig
 from .checkpoint_files import (FILE_NAME, CheckpointError, json_bytes, read_npz, verify_files,
                                write_data)
 from .io import read_json, write_json
@@ -190,7 +190,7 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
     files = verify_files(path, manifest["files"])
 
     try:
-        config = ModelConfig.from_dict(manifest["config"])
+        config = ModelConfig.from_dict(_with_legacy_tie(manifest["config"]))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint config is invalid: {err}") from err
     arrays = read_npz(files["state"])
@@ -223,6 +223,15 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
     return Checkpoint(path=path, config=config, model=model, optimizer=optimizer, step=step, rng=rng,
                       tokenizer=tokenizer, task=manifest.get("task"), train_config=manifest.get("train_config"),
                       history=history, extra=manifest.get("extra"))
+
+
+def _with_legacy_tie(stored):
+    """A stored config that does not say whether the head is tied was written when the family
+    defaults were the other way round (gpt untied, llama tied): fill in the choice it trained with."""
+    if not isinstance(stored, dict) or stored.get("tie_weights") is not None:
+        return stored
+    family = stored.get("family", "gpt")
+    return {**stored, "tie_weights": LEGACY_TIE_WEIGHTS.get(family)} if family in LEGACY_TIE_WEIGHTS else stored
 
 
 def _load_params(model: Transformer, arrays: dict) -> None:

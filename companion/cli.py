@@ -10,11 +10,18 @@ themselves (``--n-layer``, ``--n-embd``, ``--lr``, ``--batch-size`` ...), so a f
 appears here with no edit. A flag left out keeps the value of the preset (model) or of the task's
 tuned defaults (training).
 
+``train`` prints one line per evaluation (text: perplexity, bits per character, a sample), on
+stderr with ``--json``; the progress bar only when stderr is a terminal. ``--out DIR`` holds the
+checkpoint, ``metrics.jsonl`` (appended as the run goes) and, with ``--plot``, ``curves.png``.
+``--resume`` continues the recorded run to its recorded ``--steps``; a flag given with another
+value than the recorded one is refused. ``train`` and ``bench`` call ``backend.tune_allocator()``.
+
 Other modules add subcommands the same way this one does: a module with ``add_parser(subparsers)``
 that registers its parser(s) and sets ``func`` (``func(args) -> exit code``); list it in
 ``SUBCOMMAND_MODULES``. A mistake on the command line (a bad flag, a flag that does not fit the task,
 a missing checkpoint, a prompt with unknown symbols) prints one line to stderr and exits with 2;
-set COMPANION_DEBUG=1 to see the traceback instead.
+set COMPANION_DEBUG=1 to see the traceback instead. A library error's Python argument names
+(``lr=0.001``, ``n_head``) are shown as the command's flags (``--lr 0.001``, ``--n-head``).
 """
 
 from __future__ import annotations
@@ -25,12 +32,14 @@ import json
 import os
 import sys
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 
-from .cli_flags import (MODEL_HELP, TRAIN_HELP, Parser, UsageError, add_common, add_dataclass_flags, build_config,
-                        build_task, given)
+from .cli_flags import (MODEL_HELP, TRAIN_HELP, Parser, UsageError, add_common, add_dataclass_flags,
+                        name_flags, new_run, resume_run, task_of)
 from .config import PRESETS, ModelConfig
+from .history import PLOT_FILE
 
 # Modules that may be missing (written later, or left out of a trimmed install).
 SUBCOMMAND_MODULES = ("companion.grading.cli",)
@@ -44,13 +53,21 @@ def add_train_parser(subparsers) -> None:
     from .train import TrainConfig
 
     p = subparsers.add_parser("train", help="train a model on a task", description=(
-        "Train a model on a task and report its test accuracy. Model flags override the preset "
-        "(default: the task's); training flags override the task's tuned defaults."))
-    p.add_argument("--task", choices=sorted(TASKS), default="listops", help="what to learn (default listops)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the task's train/test split, the weights and the batches")
-    p.add_argument("--out", default=None, metavar="DIR", help="checkpoint folder, saved at each evaluation and at the end")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out (same flags)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        "Train a model on a task and report its test accuracy (text: perplexity and bits per "
+        "character). Model flags override the preset (default: the task's); training flags override "
+        "the task's tuned defaults. Each evaluation prints one line (and, for text, a sample); with "
+        "--out, it is also appended to DIR/metrics.jsonl."))
+    p.add_argument("--task", choices=sorted(TASKS), default=None, help="what to learn (default listops)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seeds the task's train/test split, the weights and the batches (default 0)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="run folder: the checkpoint (saved at each evaluation and at the end) and metrics.jsonl")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run saved in --out to its recorded --steps, with its recorded flags "
+                        "(a flag given with a different value is refused)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
+    p.add_argument("--plot", action="store_true", help=f"save the training curves as DIR/{PLOT_FILE} (needs --out)")
     add_common(p)
     t = p.add_argument_group("task options")
     t.add_argument("--n-args", type=int, help="listops: numbers inside the brackets (default 3)")
@@ -73,41 +90,69 @@ def add_train_parser(subparsers) -> None:
 
 
 def train_command(args) -> int:
-    from .checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+    from .backend import tune_allocator
+    from .checkpoint import checkpoint_exists, save_checkpoint
     from .evaluate import evaluate
-    from .model import Transformer
-    from .train import TrainConfig, default_train_config, train
+    from .history import MetricsLog, format_record
+    from .train import train
 
     if args.resume and not args.out:
         raise UsageError("--resume continues the checkpoint in --out DIR: give --out")
-    task = build_task(args)
-    config = build_config(args, task)
-    cfg = default_train_config(task, **given(args, TrainConfig))
-    rng = np.random.default_rng(args.seed)
-    model, optimizer, start, history = Transformer(config, rng), None, 0, None
+    if args.plot and not args.out:
+        raise UsageError(f"--plot saves {PLOT_FILE} into the run folder: give --out DIR")
+    tune_allocator()  # this process does nothing but train: let glibc keep freed memory for reuse
     if args.resume:
-        if not checkpoint_exists(args.out):
-            raise UsageError(f"--resume: no checkpoint in {args.out}")
-        ck = load_checkpoint(args.out)
-        if ck.config != config or ck.task != task.to_dict():
-            raise UsageError(f"--resume: the checkpoint in {args.out} was made with other model or task flags")
+        task, ck, cfg = resume_run(args)
         model, optimizer, start, history, rng = ck.model, ck.optimizer, ck.step, ck.history, ck.rng
-    elif args.out and checkpoint_exists(args.out):
-        raise UsageError(f"{args.out} already holds a checkpoint: add --resume to continue it, or pick another --out")
+    else:
+        if args.out and checkpoint_exists(args.out):
+            raise UsageError(f"{args.out} already holds a checkpoint: add --resume to continue it, or pick another --out")
+        task, model, cfg = new_run(args)
+        optimizer, start, history, rng = None, 0, None, np.random.default_rng(args.seed)
+    seed = task.seed
+    progress = not args.no_progress and sys.stderr.isatty()  # a log file gets no bar updates
+    stream = sys.stderr if args.json else sys.stdout  # with --json, stdout holds only the metrics
+    log = MetricsLog(args.out) if args.out else None
+    if log is not None:
+        log.start(history)
 
-    def save(step, model, optimizer, rng, history):
-        if args.out and (step == cfg.steps or (cfg.eval_every and step % cfg.eval_every == 0)):
+    def say(text: str) -> None:
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text, file=stream)  # above the bar, which is redrawn below
+        else:
+            print(text, file=stream, flush=True)
+
+    def after_step(step, model, optimizer, rng, history):
+        record = history.last
+        if record is None or record["step"] != step:
+            return  # not an evaluation step
+        if args.out:
             save_checkpoint(args.out, model, optimizer, step, rng, tokenizer=task.tokenizer, task=task,
                             train_config=cfg, history=history)
+        line = dict(record)
+        say(format_record(record, cfg.steps))
+        if task.name == "text":  # its own generator: the training batches stay those of an unbroken run
+            line["sample"] = text_sample(model, task, np.random.default_rng([seed, step]), n_tokens=100)
+            say("\n".join("    | " + row for row in line["sample"].splitlines()))
+        if log is not None:
+            log.append(line)
 
-    if not args.json:
-        print(f"training {config.family} ({model.num_params():,} parameters, {config.n_layer} layers, "
-              f"n_embd {config.n_embd}) on {task!r} for {cfg.steps} steps")
+    c = model.config
+    if start >= cfg.steps:
+        say(f"the run in {args.out} has done all its {cfg.steps} steps: testing it")
+    else:
+        say(f"{'resuming at step ' + str(start) + ': ' if start else ''}training {c.family} "
+            f"({model.num_params():,} parameters, {c.n_layer} layers, n_embd {c.n_embd}) on {task!r} "
+            f"for {cfg.steps} steps")
     history = train(model, task, cfg, rng, optimizer=optimizer, start_step=start, history=history,
-                    progress=not args.no_progress, callback=save)
+                    progress=progress, callback=after_step)
     metrics = final_metrics(model, task, history, cfg, evaluate(model, task, "test"))
     if task.name == "text":  # a language model is judged by reading it, too
-        metrics["sample"] = text_sample(model, task, np.random.default_rng(args.seed))
+        metrics["sample"] = text_sample(model, task, np.random.default_rng(seed))
+    if args.plot:
+        metrics["plot"] = str(history.save_plot(Path(args.out) / PLOT_FILE))
     report(metrics, args.json)
     return 0
 
@@ -123,6 +168,9 @@ def final_metrics(model, task, history, cfg, test: dict) -> dict:
     if "exact_match" in test:
         out["test_accuracy"] = test["exact_match"]
         out["per_op_accuracy"] = test["per_op_accuracy"]
+    for key in ("perplexity", "bits_per_char", "bits_per_byte"):  # the text task
+        if key in test:
+            out[f"test_{key}"] = test[key]
     out["test_loss"] = test["loss"]
     out["test_token_accuracy"] = test["token_accuracy"]
     return out
@@ -169,18 +217,6 @@ def add_eval_parser(subparsers) -> None:
     p.set_defaults(func=eval_command)
 
 
-def task_of(ck):
-    from .tasks import task_from_dict
-
-    if not ck.task:
-        raise UsageError(f"the checkpoint in {ck.path} records no task")
-    d = dict(ck.task)
-    if d.get("name") == "text" and ck.tokenizer is not None:  # reuse the saved tokenizer, do not retrain
-        d["tokenizer"] = ck.tokenizer
-        d.pop("vocab_size", None)
-    return task_from_dict(d)
-
-
 def eval_command(args) -> int:
     from .checkpoint import load_checkpoint
     from .evaluate import evaluate
@@ -213,6 +249,9 @@ def generate_command(args) -> int:
 
     if args.greedy and any(v is not None for v in (args.temperature, args.top_k, args.top_p)):
         raise UsageError("--greedy takes the likeliest token: it cannot be combined with --temperature, --top-k or --top-p")
+    if args.temperature is not None and not 0 < args.temperature < float("inf"):
+        raise UsageError(f"--temperature must be a number > 0, got {args.temperature} "
+                         f"(for the likeliest token every time, use --greedy)")
     ck = load_checkpoint(args.ckpt, load_optimizer=False)
     tok = ck.tokenizer
     if tok is None:
@@ -270,7 +309,10 @@ def add_bench_parser(subparsers) -> None:
 
 
 def bench_command(args) -> int:
+    from .backend import tune_allocator
     from .bench import bench_config, format_report, run_bench
+
+    tune_allocator()  # time the model as train runs it
 
     if args.vs_torch or args.recipe:
         try:
@@ -306,11 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that optional module is not there (yet): its commands are simply absent
             raise
         module.add_parser(subparsers)
+    for sub in subparsers.choices.values():  # each command's own flags, to name them in errors
+        sub.set_defaults(flags=frozenset(o for a in sub._actions for o in a.option_strings))
     return parser
 
 
 def main(argv=None) -> int:
     debug = os.environ.get("COMPANION_DEBUG", "") not in ("", "0")
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "func", None):
@@ -330,8 +375,10 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError, FloatingPointError) as err:
         if debug:
             raise
-        # FloatingPointError is a run that diverged (status 1); the rest are inputs that cannot work (2)
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        # FloatingPointError is a run that diverged (status 1); the rest are inputs that cannot work (2).
+        # Library messages name Python arguments (lr=0.001); the user typed flags (--lr 0.001).
+        message = name_flags(" ".join(str(err).split()), getattr(args, "flags", ()))
+        print(f"error: {message}", file=sys.stderr)
         return 1 if isinstance(err, FloatingPointError) else 2
     except KeyboardInterrupt:
         print("interrupted (a run with --out can continue with --resume)", file=sys.stderr)

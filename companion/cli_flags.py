@@ -1,5 +1,5 @@
-"""Command-line flags generated from the config dataclasses, the task and model they build,
-and the CLI's one-line errors.
+"""Command-line flags generated from the config dataclasses, the task and model they build (a new
+run, or the recorded run that --resume continues), and the CLI's one-line errors.
 
 Every ModelConfig and TrainConfig field becomes a flag (``n_layer`` -> ``--n-layer``), typed from
 its annotation: a bool gets ``--x/--no-x``, a tuple takes several values, a ``T | None`` field
@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import re
 import typing
+
+import numpy as np
 
 from .config import CHOICES, PRESETS, ModelConfig, preset
 
@@ -27,7 +31,7 @@ MODEL_HELP = {
     "positions": "how the model knows token order (default: the family's)",
     "ffn": "feed-forward nonlinearity (default: the family's)",
     "bias": "biases in linear layers and LayerNorm (default: the family's)",
-    "tie_weights": "output head reuses the token-embedding matrix (default: the family's)",
+    "tie_weights": "output head reuses the token-embedding matrix (default: the preset's, else the family's: gpt ties, llama does not)",
     "norm_placement": "norm before each sub-layer (pre, GPT-2) or after the residual add (post, 2017 paper)",
     "norm_eps": "small number added inside the norm's square root, so it never divides by zero",
     "rope_base": "RoPE's base wavelength: larger spreads the rotation frequencies further",
@@ -119,6 +123,11 @@ def build_task(args):
         options["vocab_size" if name == "bpe_vocab_size" else name] = value
     if args.task == "text":
         options["block_size"] = getattr(args, "block_size", None) or PRESETS[args.preset or TASK_PRESETS["text"]]["block_size"]
+        try:
+            return make_task(args.task, seed=args.seed, **options)
+        except ValueError as err:  # the text task's vocab_size is the BPE tokenizer's: --bpe-vocab-size
+            message = re.sub(r"\bvocab_size\b", "bpe_vocab_size", " ".join(str(err).split()))
+            raise UsageError(name_flags(message, getattr(args, "flags", ()))) from err
     return make_task(args.task, seed=args.seed, **options)
 
 
@@ -129,3 +138,128 @@ def build_config(args, task) -> ModelConfig:
             raise UsageError(f"{_flag(name)} {overrides[name]} is too small: the {task.name} task needs {need}")
         overrides.setdefault(name, need)
     return preset(args.preset or TASK_PRESETS[task.name], **overrides)
+
+
+# ------------------------------------------------------------------------- runs: new or resumed
+
+
+def task_of(ck):
+    """The task a checkpoint was trained on (a text task keeps the saved tokenizer)."""
+    from .tasks import task_from_dict
+
+    if not ck.task:
+        raise UsageError(f"the checkpoint in {ck.path} records no task")
+    d = dict(ck.task)
+    if d.get("name") == "text" and ck.tokenizer is not None:  # reuse the saved tokenizer, do not retrain
+        d["tokenizer"] = ck.tokenizer
+        d.pop("vocab_size", None)
+    return task_from_dict(d)
+
+
+def new_run(args):
+    """-> (task, model, train config) of a run built from the flags."""
+    from .model import Transformer
+    from .train import TrainConfig, default_train_config
+
+    args.task = args.task or "listops"
+    args.seed = 0 if args.seed is None else args.seed
+    task = build_task(args)
+    config = build_config(args, task)
+    cfg = default_train_config(task, **given(args, TrainConfig))
+    return task, Transformer(config, np.random.default_rng(args.seed)), cfg
+
+
+def resume_run(args):
+    """-> (task, checkpoint, train config) of the run recorded in --out, refusing any flag
+    given with a value the run was not trained with."""
+    from .checkpoint import checkpoint_exists, load_checkpoint
+    from .train import TrainConfig
+
+    if not checkpoint_exists(args.out):
+        raise UsageError(f"--resume: no checkpoint in {args.out}")
+    ck = load_checkpoint(args.out)
+    if not ck.task or not ck.train_config or ck.optimizer is None or ck.rng is None:
+        raise UsageError(f"--resume: the checkpoint in {args.out} does not record a whole run (task, training "
+                         f"flags, optimizer and generator state), so it cannot be continued")
+    cfg = TrainConfig.from_dict(ck.train_config)
+    conflicts = resume_conflicts(args, ck.config, ck.task, cfg)
+    if conflicts:
+        raise UsageError(f"--resume continues the run in {args.out} with the flags it was started with, but "
+                         f"{'these differ' if len(conflicts) > 1 else 'this one differs'}: {', '.join(conflicts)}. "
+                         f"Leave {'them' if len(conflicts) > 1 else 'it'} out, or start a new run in another --out")
+    return task_of(ck), ck, cfg
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(_shown(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def resume_conflicts(args, config: ModelConfig, task: dict, train_config) -> list[str]:
+    """The flags given on this command line whose values differ from the recorded run's, each
+    as '--flag GIVEN (recorded RECORDED)'. A flag not given takes the recorded value."""
+    out = []
+
+    def differ(flag, value, recorded):
+        if value != recorded:
+            out.append(f"{flag} {_shown(value)} (recorded {_shown(recorded)})")
+
+    if args.task is not None:
+        differ("--task", args.task, task.get("name"))
+    if args.seed is not None:
+        differ("--seed", args.seed, task.get("seed"))
+    for name in TASK_FLAGS:
+        value = getattr(args, name, None)
+        recorded = task.get("vocab_size" if name == "bpe_vocab_size" else name)
+        if name == "corpus" and value is not None and recorded is not None and _same_file(value, recorded):
+            continue  # the same file, named another way
+        if value is not None:
+            differ(_flag(name), value, recorded)
+    model = given(args, ModelConfig)
+    if args.preset is not None:  # the preset's sizes, with the flags given over them
+        fitted = {k: getattr(config, k) for k in ("vocab_size", "block_size")}
+        built = preset(args.preset, **{**fitted, **model})
+        for f in dataclasses.fields(ModelConfig):
+            if f.name not in model and getattr(built, f.name) != getattr(config, f.name):
+                out.append(f"{_flag(f.name)} {_shown(getattr(built, f.name))} from --preset {args.preset} "
+                           f"(recorded {_shown(getattr(config, f.name))})")
+    for name, value in model.items():
+        differ(_flag(name), value, getattr(config, name))
+    for name, value in given(args, type(train_config)).items():
+        recorded = getattr(train_config, name)
+        differ(_flag(name), tuple(value) if isinstance(recorded, tuple) else value, recorded)
+    return out
+
+
+# ------------------------------------------------------------------------ errors that name flags
+
+
+def name_flags(message: str, flags) -> str:
+    """Rewrite the Python argument names in a library's error message as the command's flags:
+    ``lr=0.001`` -> ``--lr 0.001``, ``greedy=True`` -> ``--greedy``, and a field name that
+    starts the message ("lr must be ...") or has an underscore ("n_head") -> its flag. Only
+    names that are flags of the command in ``flags`` are touched."""
+    def assignment(m):
+        flag = _flag(m.group(1))
+        if flag not in flags:
+            return m.group(0)
+        value = m.group(2)
+        if value in ("True", "False"):
+            return flag if value == "True" else "--no-" + flag[2:]
+        return f"{flag} {value}"
+
+    def name(m):
+        flag = _flag(m.group(1))
+        return flag if flag in flags else m.group(0)
+
+    message = re.sub(r"(?<![\w.'\-])([a-z][a-z0-9_]*)=([^\s,;)]+)", assignment, message)
+    message = re.sub(r"^([a-z][a-z0-9]*)(?= )", name, message)
+    return re.sub(r"(?<![\w.'\-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w(='])", name, message)

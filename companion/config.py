@@ -2,8 +2,10 @@
 
 Two families share one code path and differ only in their defaults:
 
-- ``gpt``   (GPT-2 / nanoGPT): LayerNorm, learned positions, GELU MLP, biases, untied head.
-- ``llama`` (LLaMA):           RMSNorm, rotary positions (RoPE), SwiGLU, no biases, tied head.
+- ``gpt``   (GPT-2 / nanoGPT): LayerNorm, learned positions, GELU MLP, biases, tied head
+  (the output head reuses the token embedding, as GPT-2 and nanoGPT do).
+- ``llama`` (LLaMA):           RMSNorm, rotary positions (RoPE), SwiGLU, no biases, untied head
+  (LLaMA 1-3 at 7B/8B and up keep a separate output matrix; the small LLaMA 3.2 1B/3B tie).
 
 A field left as ``None`` takes its family's choice; anything can be overridden, so a
 chapter can swap one piece (say RMSNorm into a GPT) and watch what changes.
@@ -12,12 +14,17 @@ chapter can swap one piece (say RMSNorm into a GPT) and watch what changes.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 
 FAMILY_DEFAULTS = {
-    "gpt": dict(norm="layernorm", positions="learned", ffn="gelu", bias=True, tie_weights=False),
-    "llama": dict(norm="rmsnorm", positions="rope", ffn="swiglu", bias=False, tie_weights=True),
+    "gpt": dict(norm="layernorm", positions="learned", ffn="gelu", bias=True, tie_weights=True),
+    "llama": dict(norm="rmsnorm", positions="rope", ffn="swiglu", bias=False, tie_weights=False),
 }
+# The defaults before GPT tied and LLaMA untied: a stored config that lacks tie_weights was
+# trained with these (companion.checkpoint fills the field from here when it loads one).
+LEGACY_TIE_WEIGHTS = {"gpt": False, "llama": True}
 CHOICES = {
     "family": ("gpt", "llama"),
     "norm": ("layernorm", "rmsnorm"),
@@ -67,6 +74,7 @@ class ModelConfig:
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
                 f"each head gets n_embd // n_head channels"
             )
+        check_positive_numbers(self, ("norm_eps", "rope_base"))
         if self.positions == "rope" and self.head_size % 2 != 0:
             raise ValueError(f"RoPE rotates channel pairs, so head_size ({self.head_size}) must be even")
 
@@ -87,6 +95,15 @@ class ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
 
+def check_positive_numbers(config, names) -> None:
+    """Each named field must be a finite number > 0 (a NaN or a zero ``norm_eps`` would turn
+    the first forward pass into NaN; ``rope_base`` <= 0 has no logarithm)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
 def from_dict_checked(cls, d: dict):
     """``cls(**d)`` for a dataclass, but an unknown key is named instead of a bare TypeError."""
     known = {f.name for f in dataclasses.fields(cls)}
@@ -105,10 +122,13 @@ def default_ffn_hidden(n_embd: int, ffn: str) -> int:
 
 
 PRESETS = {
-    # seed 003's listops transformer: 2 layers, n_embd 64, 4 heads, FFN 256 (about 104k parameters)
-    "listops": dict(family="gpt", vocab_size=20, block_size=50, n_layer=2, n_head=4, n_embd=64, ffn_hidden=256),
-    # seed 004's LLaMA-style model (about 2.3M parameters with a 512-token BPE vocabulary)
-    "llama-2m": dict(family="llama", vocab_size=512, block_size=128, n_layer=5, n_head=6, n_embd=192, ffn_hidden=512),
+    # the ListOps model: 2 layers, n_embd 64, 4 heads, FFN 256, untied head, and the ListOps
+    # task's 22-token vocabulary (about 106k parameters)
+    "listops": dict(family="gpt", vocab_size=22, block_size=50, n_layer=2, n_head=4, n_embd=64, ffn_hidden=256,
+                    tie_weights=False),
+    # the LLaMA-style 2.3M-parameter model: tied head, 512-token BPE vocabulary
+    "llama-2m": dict(family="llama", vocab_size=512, block_size=128, n_layer=5, n_head=6, n_embd=192, ffn_hidden=512,
+                     tie_weights=True),
     # nanoGPT's CPU "baby" shakespeare_char config
     "baby": dict(family="gpt", vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, tie_weights=True),
     # a model small enough for a unit test or a gradient check

@@ -15,7 +15,11 @@ Prompts of equal length go through generation as one batch, so a test set of tho
 of problems costs a few batched forward passes per answer token.
 
 For the text task there is no answer to match: ``loss``, ``token_accuracy`` and
-``perplexity`` (exp of the loss) are measured over consecutive windows of the split.
+``perplexity`` (exp of the loss) are measured over consecutive windows of the split, and
+``bits_per_char``: the total negative log-likelihood of the scored tokens, divided by the
+number of characters they spell and by ln 2. Unlike the loss per token, it does not depend
+on the tokenizer, so a character model and a BPE model can be compared on it. A BPE model
+also gets ``bits_per_byte`` (the same total over the UTF-8 bytes).
 """
 
 from __future__ import annotations
@@ -76,8 +80,15 @@ def evaluate_text(model, task, split: str, batch_size: int, max_problems: int | 
         s, n, c, _ = teacher_forced(model, full_batch(windows[i : i + batch_size]))
         total, count, correct = total + s, count + n, correct + c
     loss = total / count
-    return {"loss": loss, "token_accuracy": correct / count, "perplexity": math.exp(min(loss, 700.0)),
-            "n": int(len(windows))}
+    out = {"loss": loss, "token_accuracy": correct / count, "perplexity": math.exp(min(loss, 700.0))}
+    if task.tokenizer.type_name == "char":  # one token, one character
+        out["bits_per_char"] = loss / math.log(2)
+    else:  # the windows overlap by one token, so their targets together are one stretch of the text
+        text = task.decode(windows[:, 1:].reshape(-1).tolist())
+        out["bits_per_char"] = total / len(text) / math.log(2)
+        out["bits_per_byte"] = total / len(text.encode("utf-8")) / math.log(2)
+    out["n"] = int(len(windows))
+    return out
 
 
 def evaluate_problems(model, task, split: str, batch_size: int, max_problems: int | None) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from .backend import Array, xp
+from .kernels import plugged
 from .linear import Linear
 from .module import Module
 
@@ -119,12 +120,12 @@ class MLP(Module):
         self.c_proj = Linear(H, C, config.bias, rng, dtype, std=0.02 / math.sqrt(2 * config.n_layer))
 
     def forward(self, x: Array) -> Array:
-        h, self.cache = self.act_forward(self.c_fc(x))  # (B, T, H)
+        h, self.cache = plugged(self.act_forward)(self.c_fc(x))  # (B, T, H)
         return self.c_proj(h)  # (B, T, C)
 
     def backward(self, dout: Array) -> Array:
         dh = self.c_proj.backward(dout)  # (B, T, H)
-        return self.c_fc.backward(self.act_backward(dh, self.cache))  # (B, T, C)
+        return self.c_fc.backward(plugged(self.act_backward)(dh, self.cache))  # (B, T, C)
 
 
 class SwiGLU(Module):
@@ -136,11 +137,11 @@ class SwiGLU(Module):
         self.w_down = Linear(H, C, config.bias, rng, dtype, std=0.02 / math.sqrt(2 * config.n_layer))
 
     def forward(self, x: Array) -> Array:
-        h, self.cache = swiglu_forward(self.w_gate(x), self.w_up(x))  # (B, T, H)
+        h, self.cache = plugged(swiglu_forward)(self.w_gate(x), self.w_up(x))  # (B, T, H)
         return self.w_down(h)  # (B, T, C)
 
     def backward(self, dout: Array) -> Array:
-        dgate, dup = swiglu_backward(self.w_down.backward(dout), self.cache)  # (B, T, H) each
+        dgate, dup = plugged(swiglu_backward)(self.w_down.backward(dout), self.cache)  # (B, T, H) each
         return self.w_gate.backward(dgate) + self.w_up.backward(dup)  # x feeds both: gradients add
 
 

@@ -30,7 +30,8 @@ from .backend import to_numpy, xp
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
     if not isinstance(temperature, (int, float)) or not temperature > 0 or not np.isfinite(temperature):
-        raise ValueError(f"temperature must be a number > 0 (use greedy=True for argmax), got {temperature!r}")
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r} "
+                         f"(greedy decoding, not a temperature, takes the likeliest token)")
     if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1):
         raise ValueError(f"top_k must be an integer >= 1 (or None), got {top_k!r}")
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
@@ -67,7 +68,8 @@ def pick_next(logits, rng: np.random.Generator | None = None, temperature: float
     if greedy:
         return np.argmax(logits, axis=-1).astype(np.int64)
     if not isinstance(rng, np.random.Generator):
-        raise ValueError("sampling needs rng=np.random.default_rng(seed) (or pass greedy=True)")
+        raise ValueError("sampling needs rng, an explicit numpy.random.Generator such as np.random.default_rng(0) "
+                         "(greedy decoding needs none)")
     p = next_token_probs(logits, temperature, top_k, top_p)  # (B, V)
     u = rng.random(p.shape[0])  # (B,)
     cdf = np.cumsum(p, axis=-1)  # (B, V)

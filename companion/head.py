@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .backend import Array
 from .embedding import Embedding
+from .kernels import plugged
 from .linear import Linear, linear_backward, linear_forward
 from .module import Module
 
@@ -27,12 +28,12 @@ class OutputHead(Module):
         """x (B, T, C) -> logits (B, T, vocab_size)."""
         if self.proj is not None:
             return self.proj(x)
-        logits, self.cache = linear_forward(x, self._tied.params["weight"].T, None)  # (B, T, V)
+        logits, self.cache = plugged(linear_forward)(x, self._tied.params["weight"].T, None)  # (B, T, V)
         return logits
 
     def backward(self, dlogits: Array) -> Array:
         if self.proj is not None:
             return self.proj.backward(dlogits)
-        dx, dw, _ = linear_backward(dlogits, self.cache)  # dw (C, V)
+        dx, dw, _ = plugged(linear_backward)(dlogits, self.cache)  # dw (C, V)
         self._tied.grads["weight"] += dw.T  # the second use of the shared matrix
         return dx

@@ -4,18 +4,32 @@ Two time series:
 
 - ``train_losses[i]``, ``lrs[i]``: the loss and learning rate of step i (every step);
 - ``records``: one dict per evaluation, ``{step, train_loss, val_loss, token_accuracy,
-  exact_match, per_op_accuracy, lr, seconds}`` (the accuracies a task has; text has
-  ``val_loss`` and ``token_accuracy`` only). ``train_loss`` is the mean since the last one.
+  exact_match, per_op_accuracy, perplexity, bits_per_char, bits_per_byte, lr, seconds}``
+  (the metrics a task has: text has no exact match, and perplexity and bits per character
+  (per byte, for BPE) of the validation text instead). ``train_loss`` is the mean since the
+  last one.
 
 ``to_dict`` / ``from_dict`` round-trip through JSON exactly (a checkpoint stores it), and
-``plot()`` draws a new matplotlib Figure each call: the History holds no plotting state.
+``plot()`` draws a new matplotlib Figure each call: the History holds no plotting state
+(``save_plot`` writes it as a PNG). ``MetricsLog`` keeps a run's ``metrics.jsonl`` as it goes,
+and ``format_record`` is the one line the command line prints per evaluation.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sys
+from pathlib import Path
 
-RECORD_FIELDS = ("step", "train_loss", "val_loss", "token_accuracy", "exact_match", "per_op_accuracy", "lr", "seconds")
+from .io import atomic_write
+
+METRICS_FILE = "metrics.jsonl"  # one JSON object per evaluation, in a run's folder
+PLOT_FILE = "curves.png"
+
+RECORD_FIELDS = ("step", "train_loss", "val_loss", "token_accuracy", "exact_match", "per_op_accuracy",
+                 "perplexity", "bits_per_char", "bits_per_byte", "lr", "seconds")
 
 
 class History:
@@ -36,6 +50,9 @@ class History:
             record["exact_match"] = float(metrics["exact_match"])
         if metrics.get("per_op_accuracy"):
             record["per_op_accuracy"] = {k: float(v) for k, v in metrics["per_op_accuracy"].items()}
+        for key in ("perplexity", "bits_per_char", "bits_per_byte"):
+            if key in metrics:
+                record[key] = float(metrics[key])
         record.update(lr=float(lr), seconds=float(seconds))
         self.records.append(record)
         self.seconds = float(seconds)
@@ -106,8 +123,8 @@ class History:
             for op in ops:
                 ax_acc.plot(steps, [r.get("per_op_accuracy", {}).get(op, math.nan) for r in self.records],
                             ":", lw=1, label=op)
-        if self.train_losses and min(self.train_losses) > 0:
-            ax_loss.set_yscale("log")
+        if self.train_losses and min(self.train_losses) > 0 and max(self.train_losses) > 3 * min(self.train_losses):
+            ax_loss.set_yscale("log")  # a loss that falls by a factor of several: log scale shows every stage
         ax_loss.set(xlabel="step", ylabel="cross-entropy", title="loss")
         ax_acc.set(xlabel="step", ylabel="accuracy (validation)", title="accuracy", ylim=(0, 1.02))
         for ax in (ax_loss, ax_acc):
@@ -116,3 +133,77 @@ class History:
                 ax.legend(fontsize=8)
         fig.tight_layout()
         return fig
+
+    def save_plot(self, path) -> Path:
+        """Draw ``plot()`` and write it as a PNG at ``path`` (atomically; no window opens)."""
+        import matplotlib
+
+        if "matplotlib.pyplot" not in sys.modules:  # a script or the CLI: draw off-screen
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig = self.plot()
+        try:
+            return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+        finally:
+            plt.close(fig)
+
+
+def format_record(record: dict, total_steps: int) -> str:
+    """One evaluation as one line: step, losses, the task's accuracy or bits, lr and time."""
+    width = len(str(total_steps))
+    parts = [f"step {record['step']:>{width}}/{total_steps}", f"train {record['train_loss']:.4f}",
+             f"val {record['val_loss']:.4f}"]
+    if "exact_match" in record:
+        parts.append(f"exact match {record['exact_match']:.3f}")
+    else:
+        parts.append(f"token acc {record['token_accuracy']:.3f}")
+    if "perplexity" in record:
+        parts.append(f"perplexity {record['perplexity']:.2f}")
+    if "bits_per_char" in record:
+        parts.append(f"bits/char {record['bits_per_char']:.3f}")
+    if "bits_per_byte" in record:
+        parts.append(f"bits/byte {record['bits_per_byte']:.3f}")
+    parts += [f"lr {record['lr']:.2e}", f"{record['seconds']:.1f}s"]
+    return "  ".join(parts)
+
+
+class MetricsLog:
+    """``metrics.jsonl`` in a run's folder: one JSON object per evaluation (the History record,
+    plus a text sample for the text task), appended and flushed to disk as training goes, so
+    another program can follow a run while it trains.
+
+    ``start(history)`` first rewrites the file (atomically) to hold exactly one line per
+    evaluation the History has: empty for a new run; for a resumed run, the lines up to the
+    checkpoint's step (lines of evaluations after it, from a run that was cut off before it
+    saved, are dropped: the resumed run writes them again)."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / METRICS_FILE
+
+    def start(self, history: "History | None") -> None:
+        records = history.records if history is not None else []
+        old = {}
+        if self.path.exists():
+            for text in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    line = json.loads(text)
+                except json.JSONDecodeError:  # a line cut off by a crash
+                    continue
+                if isinstance(line, dict) and "step" in line:
+                    old[line["step"]] = line
+        lines = []
+        for r in records:  # an old line is kept (with its sample) when it is this very evaluation
+            line = old.get(r["step"])
+            lines.append(line if line is not None and line.get("val_loss") == r["val_loss"] else r)
+        text = "".join(json.dumps(line) + "\n" for line in lines)
+        atomic_write(self.path, lambda f: f.write(text), mode="w")
+
+    def append(self, line: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self) -> list[dict]:
+        return [json.loads(t) for t in self.path.read_text(encoding="utf-8").splitlines() if t.strip()]

@@ -3,6 +3,9 @@
 Each write goes to a temporary file in the same folder, is flushed to disk, and is then
 renamed over the target. A rename within one file system is atomic, so a reader (or a
 crash) sees either the old file or the new one, never a truncated mix.
+
+``tempfile.mkstemp`` creates its file readable by its owner only (0600); the finished file gets
+the permissions any new file would get, 0666 less the user's umask, as ``open(path, "w")`` gives.
 """
 
 from __future__ import annotations
@@ -10,8 +13,21 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def new_file_mode() -> int:
+    """0666 less the process's umask: the mode ``open()`` gives a new file. The umask can only be
+    read by setting it, so it is set and restored at once, under a lock (threads share it)."""
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path: str | os.PathLike, write: Callable, mode: str = "wb") -> Path:
@@ -24,6 +40,7 @@ def atomic_write(path: str | os.PathLike, write: Callable, mode: str = "wb") -> 
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

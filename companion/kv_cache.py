@@ -17,6 +17,7 @@ class KVCache:
         self.k = [xp.zeros(shape, dtype=dtype) for _ in range(n_layer)]  # (B, nh, block_size, hs) each
         self.v = [xp.zeros(shape, dtype=dtype) for _ in range(n_layer)]
         self.block_size = block_size
+        self.batch_size = batch_size  # the model refuses a batch of another size
         self.length = 0  # tokens stored so far (the same in every layer)
         self._pending = 0  # tokens being added by the forward pass under way
 

@@ -69,6 +69,13 @@ class Transformer(Module):
         if idx.ndim != 2:
             raise ValueError(f"token ids must have shape (B, T), got {tuple(idx.shape)}")
         B, T = idx.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"the batch is empty: token ids of shape {tuple(idx.shape)} (B, T) hold no token; "
+                             f"give at least one sequence of at least one token")
+        if kv_cache is not None and kv_cache.batch_size != B:
+            raise ValueError(f"the KV cache was made for batch size {kv_cache.batch_size} but this batch has "
+                             f"{B} sequences; make one with model.new_kv_cache({B})")
+        self.cache = None if kv_cache is not None else (B, T)  # what backward may be asked for
         start = kv_cache.length if kv_cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence too long: {start + T} tokens exceed block_size {self.config.block_size}")
@@ -85,6 +92,13 @@ class Transformer(Module):
 
     def backward(self, dlogits: Array) -> None:
         """dlogits (B, T, vocab_size): adds every parameter's gradient into ``gradients()``."""
+        if self.cache is None:
+            raise RuntimeError("backward needs the caches of a forward pass: call model.forward(idx) first "
+                               "(without a KV cache: a decoding pass keeps nothing to differentiate)")
+        want = (*self.cache, self.config.vocab_size)
+        if tuple(dlogits.shape) != want:
+            raise ValueError(f"dlogits has shape {tuple(dlogits.shape)} but the last forward pass made logits "
+                             f"of shape {want} (B, T, vocab_size)")
         dx = self.head.backward(dlogits)  # (B, T, C)
         if self.norm_f is not None:
             dx = self.norm_f.backward(dx)

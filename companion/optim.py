@@ -24,6 +24,7 @@ time, with the same arithmetic.
 from __future__ import annotations
 
 import math
+import numbers
 
 from .backend import Array, xp
 from .module import flat_layout
@@ -65,8 +66,28 @@ class Optimizer:
         """A hook for optimizers whose state lives in buffers (Adam)."""
 
 
+def check_hyperparameters(lr=0.0, momentum=0.0, betas=(0.0, 0.0), eps=0.0, weight_decay=0.0) -> None:
+    """The checks ``torch.optim`` makes (same messages), plus: lr must be finite. A NaN fails
+    every check, since every comparison with NaN is False."""
+    if not (0.0 <= lr < math.inf):
+        raise ValueError(f"Invalid learning rate: {lr} (lr must be a finite number >= 0)")
+    if not 0.0 <= momentum:
+        raise ValueError(f"Invalid momentum value: {momentum} (momentum must be >= 0)")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps} (eps must be >= 0)")
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair (b1, b2), got {betas!r}")
+    for i, b in enumerate(betas):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {b} (each beta must be in [0, 1): "
+                             f"1 would divide by 1 - beta^t = 0)")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay} (weight_decay must be >= 0)")
+
+
 class SGD(Optimizer):
     def __init__(self, params, grads, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0):
+        check_hyperparameters(lr=lr, momentum=momentum, weight_decay=weight_decay)
         super().__init__(params, grads, lr)
         self.momentum, self.weight_decay = momentum, weight_decay
 
@@ -89,6 +110,7 @@ class Adam(Optimizer):
 
     def __init__(self, params, grads, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
+        check_hyperparameters(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         super().__init__(params, grads, lr)
         self.b1, self.b2 = betas
         self.eps, self.weight_decay = eps, weight_decay
@@ -206,10 +228,24 @@ def clip_grad_norm(grads: dict[str, Array], max_norm: float) -> float:
 
 
 def lr_schedule(step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
-    """Linear warm-up for ``warmup_steps``, then cosine decay from max_lr to min_lr at total_steps."""
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
+    """Linear warm-up for ``warmup_steps``, then cosine decay from max_lr to min_lr at total_steps.
+
+    From ``total_steps`` on the rate is min_lr, whatever the warm-up: a warm-up longer than the
+    run is cut off by its end (the rate never reaches max_lr), it does not carry on past it."""
+    check_schedule(step, max_lr, warmup_steps, total_steps, min_lr)
     if step >= total_steps:
         return min_lr
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)  # 0 -> 1
     return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def check_schedule(step, max_lr, warmup_steps, total_steps, min_lr) -> None:
+    """Steps are integers >= 0 and rates finite numbers >= 0, each named when it is not."""
+    for name, value in (("step", step), ("warmup_steps", warmup_steps), ("total_steps", total_steps)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    for name, value in (("max_lr", max_lr), ("min_lr", min_lr)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .backend import Array, xp
 from .embedding import embedding_backward, embedding_forward
+from .kernels import plugged
 from .module import Module
 
 
@@ -39,12 +40,12 @@ class LearnedPositions(Module):
 
     def forward(self, T: int, start: int = 0) -> Array:
         pos = xp.arange(start, start + T)[None, :]  # (1, T)
-        out, self.cache = embedding_forward(pos, self.params["weight"])  # (1, T, C)
+        out, self.cache = plugged(embedding_forward)(pos, self.params["weight"])  # (1, T, C)
         return out
 
     def backward(self, dout: Array) -> None:
         """dout (B, T, C): every sequence in the batch used the same rows."""
-        self.grads["weight"] += embedding_backward(dout.sum(axis=0, keepdims=True), self.cache)
+        self.grads["weight"] += plugged(embedding_backward)(dout.sum(axis=0, keepdims=True), self.cache)
 
 
 class SinusoidalPositions(Module):
@@ -52,7 +53,7 @@ class SinusoidalPositions(Module):
 
     def __init__(self, block_size: int, n_embd: int, dtype):
         super().__init__()
-        self.table = sinusoidal_table(block_size, n_embd, dtype)  # (block_size, C)
+        self.table = plugged(sinusoidal_table)(block_size, n_embd, dtype)  # (block_size, C)
 
     def forward(self, T: int, start: int = 0) -> Array:
         return self.table[None, start : start + T]  # (1, T, C)

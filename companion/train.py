@@ -32,6 +32,7 @@ from .backend import xp
 from .config import from_dict_checked
 from .evaluate import check_fits, evaluate
 from .history import History
+from .kernels import plugged
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .optim import AdamW, clip_grad_norm, lr_schedule
 
@@ -63,7 +64,7 @@ class TrainConfig:
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.min_lr, (int, float)) and 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"min_lr must be between 0 and lr ({self.lr}), got {self.min_lr!r}")
+            raise ValueError(f"min_lr must be between 0 and the peak lr={self.lr}, got {self.min_lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
@@ -152,11 +153,11 @@ def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=Non
             optimizer.lr = lr
             batch = task.batch("train", cfg.batch_size, rng)
             logits = model.forward(xp.asarray(batch.idx))  # (B, T, vocab_size)
-            loss, cache = cross_entropy_forward(logits, xp.asarray(batch.targets), xp.asarray(batch.loss_mask))
+            loss, cache = plugged(cross_entropy_forward)(logits, xp.asarray(batch.targets), xp.asarray(batch.loss_mask))
             if not math.isfinite(loss):
                 raise diverged("the training loss", loss, step, cfg)
             model.zero_grad()
-            model.backward(cross_entropy_backward(cache))
+            model.backward(plugged(cross_entropy_backward)(cache))
             if cfg.grad_clip is not None:
                 norm = clip_grad_norm(grads, cfg.grad_clip)
                 if not math.isfinite(norm):

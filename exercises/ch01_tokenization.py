@@ -12,6 +12,7 @@
 #     name: python3
 # ---
 
+# %%
 # This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.
 
 # %% [markdown]
@@ -48,9 +49,14 @@ check("1.1")
 #
 # `train_bpe(text, num_merges)` starts from `list(text.encode("utf-8"))` and, `num_merges`
 # times: counts every adjacent pair of the current ids (overlapping pairs count: `[5, 5, 5]`
-# has `(5, 5)` twice), picks the most frequent (on a tie, the pair that appears first in the
-# sequence), and merges it with the next new id, 256, 257, ... Return the merges in order,
-# as a list of `((a, b), new_id)`. Stop early if fewer than two ids remain. Use your `merge`.
+# has `(5, 5)` twice), picks the most frequent (on a tie, the smallest pair: compare `a`
+# first, then `b`, as the book and the companion's `BPETokenizer.train` do), and merges it
+# with the next new id, 256, 257, ... Return the merges in order, as a list of
+# `((a, b), new_id)`. Stop early if fewer than two ids remain. Use your `merge`.
+#
+# The ids here have no special tokens: byte b is id b and merges start at 256. The
+# companion reserves ids 0-3 for `<pad> <bos> <eos> <unk>`, so there byte b is id 4 + b and
+# merges start at 260: every id is 4 higher, and the merges learned are the same.
 
 
 # %%

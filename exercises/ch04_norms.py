@@ -12,6 +12,7 @@
 #     name: python3
 # ---
 
+# %%
 # This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.
 
 # %% [markdown]
@@ -34,10 +35,20 @@ from companion.grading import check
 #
 # $$dx = rstd\,\big(dxhat - \mathrm{mean}(dxhat) - xhat \cdot \mathrm{mean}(dxhat \cdot xhat)\big)$$
 #
-# `dw` and `db` sum over every axis but the last.
+# `dw` and `db` sum over every axis but the last. (The forward pass is given below: plug
+# the pair into the model with `companion.use(layernorm_forward=..., layernorm_backward=...)`.)
 
 
 # %%
+def layernorm_forward(x, w, b, eps=1e-5):
+    """Given: x (..., C), w (C,), b (C,) or None -> (out (..., C), cache)."""
+    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    rstd = 1.0 / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)  # (..., 1)
+    xhat = (x - mean) * rstd  # (..., C)
+    out = xhat * w if b is None else xhat * w + b  # (..., C)
+    return out, (xhat, rstd, w, b is not None)
+
+
 def layernorm_backward(dout, cache):
     """dout (..., C) -> dx (..., C), dw (C,), db (C,) or None."""
     raise NotImplementedError("Exercise 4.1: layernorm_backward")

@@ -12,6 +12,7 @@
 #     name: python3
 # ---
 
+# %%
 # This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.
 
 # %% [markdown]
@@ -41,6 +42,14 @@ from companion.grading import check
 def gelu_forward(x):
     """x (...) -> (gelu(x) (...), cache)."""
     raise NotImplementedError("Exercise 5.1: gelu_forward")
+
+
+# %%
+def gelu_backward(dout, cache):
+    """Given: dout (...) and the cache (x, tanh(u)) of your gelu_forward -> dx (...)."""
+    x, t = cache
+    du = math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * x * x)  # du/dx
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
 
 
 # %%

@@ -12,6 +12,7 @@
 #     name: python3
 # ---
 
+# %%
 # This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.
 
 # %% [markdown]
@@ -29,16 +30,16 @@ from companion.grading import check
 # %% [markdown]
 # ## Exercise 6.1: temperature and top-k
 #
-# `logits` has shape `(B, V)`. Return the sampling probabilities `(B, V)`:
+# `next_token_probs`: `logits` has shape `(B, V)`. Return the sampling probabilities `(B, V)`:
 # divide the logits by `temperature`; if `top_k` is not None keep only the `top_k` largest
 # logits of each row (the others get probability exactly 0); then softmax each row (stably:
 # subtract the row max). Temperature below 1 sharpens the distribution, above 1 flattens it.
 
 
 # %%
-def sampling_probs(logits, temperature=1.0, top_k=None):
+def next_token_probs(logits, temperature=1.0, top_k=None):
     """logits (B, V) -> probabilities (B, V), each row summing to 1."""
-    raise NotImplementedError("Exercise 6.1: sampling_probs")
+    raise NotImplementedError("Exercise 6.1: next_token_probs")
 
 
 # %%
@@ -47,14 +48,15 @@ check("6.1")
 # %% [markdown]
 # ## Exercise 6.2: sampling
 #
-# Return one token id per row, shape `(B,)` (integers), drawn from `sampling_probs(logits,
-# temperature, top_k)` with `rng`. (`rng.choice(V, p=row)` draws one id from a row.)
+# `pick_next` returns one token id per row, shape `(B,)` (integers), drawn from
+# `next_token_probs(logits, temperature, top_k)` with `rng`. (`rng.choice(V, p=row)` draws
+# one id from a row.)
 
 
 # %%
-def sample(logits, rng, temperature=1.0, top_k=None):
+def pick_next(logits, rng, temperature=1.0, top_k=None):
     """logits (B, V) -> token ids (B,)."""
-    raise NotImplementedError("Exercise 6.2: sample")
+    raise NotImplementedError("Exercise 6.2: pick_next")
 
 
 # %%
@@ -66,7 +68,7 @@ check("6.2")
 # `generate(model, idx, max_new_tokens, rng, temperature, top_k)` extends `idx (B, T)` by
 # `max_new_tokens` tokens, one at a time: run `model.forward` on the last `block_size` tokens
 # at most (`model.config.block_size`: the model accepts no more), take the logits at the
-# **last** position, sample the next token with your `sample`, append it. Return `(B, T +
+# **last** position, pick the next token with your `pick_next`, append it. Return `(B, T +
 # max_new_tokens)`.
 
 

@@ -12,6 +12,7 @@
 #     name: python3
 # ---
 
+# %%
 # This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.
 
 # %% [markdown]
@@ -45,18 +46,21 @@ check("7.1")
 # %% [markdown]
 # ## Exercise 7.2: stable cross-entropy
 #
-# `logits (B, T, V)`, `targets (B, T)` ints, `mask (B, T)` of 0/1 or None (all ones). Return
-# the mean over unmasked positions of `-log softmax(logits)[target]`, a Python float:
+# `logits (B, T, V)`, `targets (B, T)` ints, `mask (B, T)` of 0/1 or None (all ones). The
+# loss is the mean over unmasked positions of `-log softmax(logits)[target]`, a Python float:
 #
 # $$\mathrm{loss} = \frac{\sum_n m_n\,(\mathrm{logsumexp}(z_n) - z_{n, y_n})}{\sum_n m_n}$$
 #
 # Compute logsumexp as `max + log(sum(exp(z - max)))`, so that logits of 1000 do not overflow.
+# Return `(loss, cache)` with `cache = (probs, targets, mask)`: `probs` the softmax of the
+# logits `(B, T, V)`, and `mask` as an array of floats (all ones when it was None). Your
+# `cross_entropy_backward` (7.3) reads exactly that.
 
 
 # %%
-def cross_entropy(logits, targets, mask=None):
-    """-> the mean loss over unmasked positions (float)."""
-    raise NotImplementedError("Exercise 7.2: cross_entropy")
+def cross_entropy_forward(logits, targets, mask=None):
+    """-> (the mean loss over unmasked positions (float), cache)."""
+    raise NotImplementedError("Exercise 7.2: cross_entropy_forward")
 
 
 # %%
@@ -65,15 +69,15 @@ check("7.2")
 # %% [markdown]
 # ## Exercise 7.3: its gradient
 #
-# Return `dlogits (B, T, V)`, the gradient of 7.2's loss: at each unmasked position,
-# `softmax(z) - onehot(target)`, divided by the number of unmasked positions; zero at masked
-# positions.
+# From the cache `(probs, targets, mask)` of 7.2, return `dlogits (B, T, V)`, the gradient of
+# 7.2's loss: at each unmasked position, `softmax(z) - onehot(target)`, divided by the number
+# of unmasked positions; zero at masked positions. Do not change `probs` in place (copy it).
 
 
 # %%
-def cross_entropy_grad(logits, targets, mask=None):
-    """-> dlogits (B, T, V)."""
-    raise NotImplementedError("Exercise 7.3: cross_entropy_grad")
+def cross_entropy_backward(cache):
+    """cache from cross_entropy_forward -> dlogits (B, T, V)."""
+    raise NotImplementedError("Exercise 7.3: cross_entropy_backward")
 
 
 # %%

@@ -12,6 +12,7 @@
 #     name: python3
 # ---
 
+# %%
 # This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.
 
 # %% [markdown]

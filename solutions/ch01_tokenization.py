@@ -56,9 +56,14 @@ check("1.1")
 #
 # `train_bpe(text, num_merges)` starts from `list(text.encode("utf-8"))` and, `num_merges`
 # times: counts every adjacent pair of the current ids (overlapping pairs count: `[5, 5, 5]`
-# has `(5, 5)` twice), picks the most frequent (on a tie, the pair that appears first in the
-# sequence), and merges it with the next new id, 256, 257, ... Return the merges in order,
-# as a list of `((a, b), new_id)`. Stop early if fewer than two ids remain. Use your `merge`.
+# has `(5, 5)` twice), picks the most frequent (on a tie, the smallest pair: compare `a`
+# first, then `b`, as the book and the companion's `BPETokenizer.train` do), and merges it
+# with the next new id, 256, 257, ... Return the merges in order, as a list of
+# `((a, b), new_id)`. Stop early if fewer than two ids remain. Use your `merge`.
+#
+# The ids here have no special tokens: byte b is id b and merges start at 256. The
+# companion reserves ids 0-3 for `<pad> <bos> <eos> <unk>`, so there byte b is id 4 + b and
+# merges start at 260: every id is 4 higher, and the merges learned are the same.
 
 
 # %%
@@ -73,7 +78,7 @@ def train_bpe(text, num_merges):
             counts[pair] = counts.get(pair, 0) + 1
         if not counts:
             break
-        pair = max(counts, key=counts.get)  # dicts keep insertion order: ties go to the first seen
+        pair = max(counts, key=lambda p: (counts[p], -p[0], -p[1]))  # most frequent; tie: smallest
         ids = merge(ids, pair, 256 + n)
         merges.append((pair, 256 + n))
     return merges

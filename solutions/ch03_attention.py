@@ -61,8 +61,11 @@ check("3.1")
 #
 # where the mask puts $-\infty$ at forbidden places, and the softmax runs over the keys (the
 # last axis). Subtract each row's maximum before `exp` so that large scores cannot overflow.
-# Return `(out, cache)` with `cache = (q, k, v, att, scale)`, `scale = 1 / sqrt(hs)`: the
-# companion's `attention_backward` reads exactly that.
+# Use the `mask` you are given, whatever its shape: with a KV cache `T_q < T_k`, and a
+# padding mask hides some keys of each sequence. A query that may see no key at all (a
+# padding position in a left-padded batch) gets an all-zero row of `att` (and an all-zero
+# output), never NaN. Return `(out, cache)` with `cache = (q, k, v, att, scale)`,
+# `scale = 1 / sqrt(hs)`: your `attention_backward` (3.3) reads exactly that.
 
 
 # %%
@@ -74,7 +77,8 @@ def attention_forward(q, k, v, mask):
     s = np.where(mask, s, -np.inf)
     m = s.max(axis=-1, keepdims=True)  # (B, nh, T_q, 1)
     e = np.exp(s - np.where(np.isfinite(m), m, 0.0))  # (B, nh, T_q, T_k)
-    att = e / e.sum(axis=-1, keepdims=True)  # (B, nh, T_q, T_k)
+    z = e.sum(axis=-1, keepdims=True)  # (B, nh, T_q, 1): 0 for a query that may see no key
+    att = e / np.where(z > 0, z, 1.0)  # (B, nh, T_q, T_k), all-zero rows stay zero
     out = att @ v  # (B, nh, T_q, hs)
     return out, (q, k, v, att, scale)
     # END SOLUTION
@@ -89,12 +93,15 @@ check("3.2")
 # Given `dout` (the gradient of the loss with respect to `out`) and the cache from 3.2, return
 # `(dq, dk, dv)`. Work backwards through `out = att @ v`, then the softmax (for one row,
 # $ds = a \odot (da - \sum_j da_j a_j)$), then the scaled product `s = q @ k.T * scale`.
-# Masked places have `att = 0`, so they need no special case.
+# Masked places have `att = 0`, so they need no special case. The derivation is in chapter 8,
+# §Attention.
 
 
 # %%
 def attention_backward(dout, cache):
-    """dout (B, nh, T_q, hs) -> dq, dk, dv with the shapes of q, k, v."""
+    """dout (B, nh, T_q, hs) -> dq, dk, dv with the shapes of q, k, v.
+
+    The derivation is in chapter 8, §Attention."""
     # BEGIN SOLUTION 3.3
     q, k, v, att, scale = cache
     dv = att.swapaxes(-2, -1) @ dout  # (B, nh, T_k, hs)

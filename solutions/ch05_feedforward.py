@@ -45,6 +45,14 @@ def gelu_forward(x):
 
 
 # %%
+def gelu_backward(dout, cache):
+    """Given: dout (...) and the cache (x, tanh(u)) of your gelu_forward -> dx (...)."""
+    x, t = cache
+    du = math.sqrt(2.0 / math.pi) * (1.0 + 3 * 0.044715 * x * x)  # du/dx
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+
+
+# %%
 check("5.1")
 
 # %% [markdown]

@@ -27,14 +27,14 @@ from companion.grading import check
 # %% [markdown]
 # ## Exercise 6.1: temperature and top-k
 #
-# `logits` has shape `(B, V)`. Return the sampling probabilities `(B, V)`:
+# `next_token_probs`: `logits` has shape `(B, V)`. Return the sampling probabilities `(B, V)`:
 # divide the logits by `temperature`; if `top_k` is not None keep only the `top_k` largest
 # logits of each row (the others get probability exactly 0); then softmax each row (stably:
 # subtract the row max). Temperature below 1 sharpens the distribution, above 1 flattens it.
 
 
 # %%
-def sampling_probs(logits, temperature=1.0, top_k=None):
+def next_token_probs(logits, temperature=1.0, top_k=None):
     """logits (B, V) -> probabilities (B, V), each row summing to 1."""
     # BEGIN SOLUTION 6.1
     z = np.asarray(logits, dtype=np.float64) / temperature  # (B, V)
@@ -52,15 +52,16 @@ check("6.1")
 # %% [markdown]
 # ## Exercise 6.2: sampling
 #
-# Return one token id per row, shape `(B,)` (integers), drawn from `sampling_probs(logits,
-# temperature, top_k)` with `rng`. (`rng.choice(V, p=row)` draws one id from a row.)
+# `pick_next` returns one token id per row, shape `(B,)` (integers), drawn from
+# `next_token_probs(logits, temperature, top_k)` with `rng`. (`rng.choice(V, p=row)` draws
+# one id from a row.)
 
 
 # %%
-def sample(logits, rng, temperature=1.0, top_k=None):
+def pick_next(logits, rng, temperature=1.0, top_k=None):
     """logits (B, V) -> token ids (B,)."""
     # BEGIN SOLUTION 6.2
-    probs = sampling_probs(logits, temperature, top_k)  # (B, V)
+    probs = next_token_probs(logits, temperature, top_k)  # (B, V)
     return np.array([rng.choice(probs.shape[-1], p=row) for row in probs])
     # END SOLUTION
 
@@ -74,7 +75,7 @@ check("6.2")
 # `generate(model, idx, max_new_tokens, rng, temperature, top_k)` extends `idx (B, T)` by
 # `max_new_tokens` tokens, one at a time: run `model.forward` on the last `block_size` tokens
 # at most (`model.config.block_size`: the model accepts no more), take the logits at the
-# **last** position, sample the next token with your `sample`, append it. Return `(B, T +
+# **last** position, pick the next token with your `pick_next`, append it. Return `(B, T +
 # max_new_tokens)`.
 
 
@@ -85,7 +86,7 @@ def generate(model, idx, max_new_tokens, rng, temperature=1.0, top_k=None):
     block_size = model.config.block_size
     for _ in range(max_new_tokens):
         logits = model.forward(idx[:, -block_size:])  # (B, T', V)
-        nxt = sample(logits[:, -1, :], rng, temperature, top_k)  # (B,)
+        nxt = pick_next(logits[:, -1, :], rng, temperature, top_k)  # (B,)
         idx = np.concatenate([idx, nxt[:, None].astype(idx.dtype)], axis=1)  # (B, T + 1)
     return idx
     # END SOLUTION

@@ -45,24 +45,28 @@ check("7.1")
 # %% [markdown]
 # ## Exercise 7.2: stable cross-entropy
 #
-# `logits (B, T, V)`, `targets (B, T)` ints, `mask (B, T)` of 0/1 or None (all ones). Return
-# the mean over unmasked positions of `-log softmax(logits)[target]`, a Python float:
+# `logits (B, T, V)`, `targets (B, T)` ints, `mask (B, T)` of 0/1 or None (all ones). The
+# loss is the mean over unmasked positions of `-log softmax(logits)[target]`, a Python float:
 #
 # $$\mathrm{loss} = \frac{\sum_n m_n\,(\mathrm{logsumexp}(z_n) - z_{n, y_n})}{\sum_n m_n}$$
 #
 # Compute logsumexp as `max + log(sum(exp(z - max)))`, so that logits of 1000 do not overflow.
+# Return `(loss, cache)` with `cache = (probs, targets, mask)`: `probs` the softmax of the
+# logits `(B, T, V)`, and `mask` as an array of floats (all ones when it was None). Your
+# `cross_entropy_backward` (7.3) reads exactly that.
 
 
 # %%
-def cross_entropy(logits, targets, mask=None):
-    """-> the mean loss over unmasked positions (float)."""
+def cross_entropy_forward(logits, targets, mask=None):
+    """-> (the mean loss over unmasked positions (float), cache)."""
     # BEGIN SOLUTION 7.2
-    if mask is None:
-        mask = np.ones(targets.shape)
+    mask = np.ones(targets.shape) if mask is None else np.asarray(mask, dtype=float)  # (B, T)
     m = logits.max(axis=-1, keepdims=True)  # (B, T, 1)
-    lse = m[..., 0] + np.log(np.exp(logits - m).sum(axis=-1))  # (B, T)
+    e = np.exp(logits - m)  # (B, T, V)
+    lse = m[..., 0] + np.log(e.sum(axis=-1))  # (B, T)
     picked = np.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # (B, T)
-    return float(((lse - picked) * mask).sum() / mask.sum())
+    loss = float(((lse - picked) * mask).sum() / mask.sum())
+    return loss, (e / e.sum(axis=-1, keepdims=True), targets, mask)
     # END SOLUTION
 
 
@@ -72,19 +76,17 @@ check("7.2")
 # %% [markdown]
 # ## Exercise 7.3: its gradient
 #
-# Return `dlogits (B, T, V)`, the gradient of 7.2's loss: at each unmasked position,
-# `softmax(z) - onehot(target)`, divided by the number of unmasked positions; zero at masked
-# positions.
+# From the cache `(probs, targets, mask)` of 7.2, return `dlogits (B, T, V)`, the gradient of
+# 7.2's loss: at each unmasked position, `softmax(z) - onehot(target)`, divided by the number
+# of unmasked positions; zero at masked positions. Do not change `probs` in place (copy it).
 
 
 # %%
-def cross_entropy_grad(logits, targets, mask=None):
-    """-> dlogits (B, T, V)."""
+def cross_entropy_backward(cache):
+    """cache from cross_entropy_forward -> dlogits (B, T, V)."""
     # BEGIN SOLUTION 7.3
-    if mask is None:
-        mask = np.ones(targets.shape)
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))  # (B, T, V)
-    d = e / e.sum(axis=-1, keepdims=True)  # softmax
+    probs, targets, mask = cache
+    d = probs.copy()  # (B, T, V) softmax
     np.put_along_axis(d, targets[..., None], np.take_along_axis(d, targets[..., None], axis=-1) - 1.0, axis=-1)
     return d * (mask / mask.sum())[..., None]
     # END SOLUTION

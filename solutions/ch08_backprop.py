@@ -28,11 +28,18 @@ from companion.grading import check
 # ## Exercise 8.1: the linear layer's backward
 #
 # The forward pass is `out = x @ w + b` with `x (..., n_in)` (often `(B, T, n_in)`),
-# `w (n_in, n_out)`, and its cache is `(x, w, has_bias)`. Return `(dx, dw, db)`; `dw` and
-# `db` sum over **every** leading axis (batch and time), and `db` is None without a bias.
+# `w (n_in, n_out)`, and its cache is `(x, w, has_bias)` (it is given below). Return
+# `(dx, dw, db)`; `dw` and `db` sum over **every** leading axis (batch and time), and `db`
+# is None without a bias.
 
 
 # %%
+def linear_forward(x, w, b):
+    """Given: x (..., n_in), w (n_in, n_out), b (n_out,) or None -> (out (..., n_out), cache)."""
+    out = x @ w if b is None else x @ w + b  # (..., n_out)
+    return out, (x, w, b is not None)
+
+
 def linear_backward(dout, cache):
     """dout (..., n_out) -> dx (..., n_in), dw (n_in, n_out), db (n_out,) or None."""
     # BEGIN SOLUTION 8.1
@@ -81,7 +88,7 @@ check("8.2")
 
 
 # %%
-def numeric_gradient(f, a, h=1e-5):
+def numeric_gradient(f, a, h=1e-6):
     """-> an array shaped like a: the central-difference gradient of f at a."""
     # BEGIN SOLUTION 8.3
     grad = np.zeros(a.shape)

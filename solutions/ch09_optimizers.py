@@ -73,10 +73,10 @@ check("9.1")
 def lr_schedule(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
     """-> the learning rate (float) at this step."""
     # BEGIN SOLUTION 9.2
-    if step < warmup_steps:
-        return max_lr * (step + 1) / warmup_steps
     if step >= total_steps:
         return min_lr
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
     # END SOLUTION

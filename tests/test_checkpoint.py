@@ -12,7 +12,7 @@ from companion.history import History
 from companion.tasks import make_task
 from companion.train import TrainConfig, train
 
-CFG = preset("tiny", dtype="float64")
+CFG = preset("tiny", dtype="float64", tie_weights=False)  # the untied head these tests were written for
 
 
 def a_history(n=3) -> History:
@@ -326,3 +326,36 @@ def test_bad_arguments_to_save(tmp_path):
         save_checkpoint(tmp_path / "ck", model, opt, step=0, rng=42)
     with pytest.raises(TypeError, match="history cannot be stored as JSON"):
         save_checkpoint(tmp_path / "ck", model, opt, step=0, history={"f": object()})
+
+
+@pytest.mark.parametrize("family, trained_tied", [("gpt", False), ("llama", True)])
+def test_checkpoint_from_before_the_tying_defaults_flipped_loads_as_trained(tmp_path, family, trained_tied):
+    # Before, gpt defaulted to an untied head and llama to a tied one; now it is the other way round.
+    # A manifest whose config does not name tie_weights was written under the old defaults, so it
+    # must load with the head it was trained with, not with today's family default.
+    model = Transformer(preset("tiny", family=family, tie_weights=trained_tied), np.random.default_rng(0))
+    save_checkpoint(tmp_path / "ck", model)
+    manifest_path = tmp_path / "ck" / "checkpoint.json"
+    manifest = json.loads(manifest_path.read_text())
+    c = model.config
+    manifest["config"] = {  # the old format's config, written by hand, without tie_weights
+        "vocab_size": c.vocab_size, "block_size": c.block_size, "n_layer": c.n_layer, "n_head": c.n_head,
+        "n_embd": c.n_embd, "family": family, "ffn_hidden": c.ffn_hidden, "norm": None, "positions": None,
+        "ffn": None, "bias": None, "norm_placement": "pre", "norm_eps": 1e-5, "rope_base": 10000.0,
+        "dtype": "float32"}
+    manifest_path.write_text(json.dumps(manifest))
+    assert preset("tiny", family=family).tie_weights is not trained_tied  # today's default differs
+    ck = load_checkpoint(tmp_path / "ck")
+    assert ck.config.tie_weights is trained_tied
+    assert (ck.model.head._tied is ck.model.wte) is trained_tied
+    idx = np.random.default_rng(1).integers(0, c.vocab_size, size=(2, 8))
+    np.testing.assert_array_equal(ck.model.forward(idx), model.forward(idx))
+
+
+@pytest.mark.parametrize("family", ["gpt", "llama"])
+def test_a_stored_tie_choice_wins_over_the_family_default(tmp_path, family):
+    for tied in (True, False):
+        model = Transformer(preset("tiny", family=family, tie_weights=tied), np.random.default_rng(0))
+        save_checkpoint(tmp_path / f"ck{tied}", model)
+        assert json.loads((tmp_path / f"ck{tied}" / "checkpoint.json").read_text())["config"]["tie_weights"] is tied
+        assert load_checkpoint(tmp_path / f"ck{tied}").config.tie_weights is tied

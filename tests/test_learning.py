@@ -33,7 +33,7 @@ def fit(task, seed: int, model_preset: str = "listops", model: dict | None = Non
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_listops_0_to_9_is_learned_for_every_seed(seed):
     task = make_task("listops", seed=seed)  # 3 arguments, values 0-9
-    # seed 003's model, with the output head tied to the embedding: answering is copying
+    # the ListOps model, with the output head tied to the embedding: answering is copying
     # one of the arguments, and a tied head maps "attend to token 7" straight to "say 7"
     model, history = fit(task, seed, model=dict(tie_weights=True))
     result = evaluate(model, task, "test")

@@ -218,12 +218,33 @@ def test_baby_matches_nanogpt_count():
     assert model.num_params() == nanogpt_count(**config.to_dict())
 
 
-def test_preset_sizes_are_the_seeds():
+def test_preset_sizes_are_the_models_they_reproduce():
     counts = {name: Transformer(preset(name), np.random.default_rng(0)).num_params() for name in PRESETS}
-    assert 95_000 < counts["listops"] < 115_000  # seed 003: "about 104k parameters"
-    assert 2_000_000 < counts["llama-2m"] < 2_600_000  # seed 004: "about 2.3M"
+    assert 95_000 < counts["listops"] < 115_000  # the ListOps model: "about 106k parameters"
+    assert 2_200_000 < counts["llama-2m"] < 2_400_000  # the LLaMA-style model: "about 2.3M"
     baby = preset("baby")
     assert (baby.n_layer, baby.n_head, baby.n_embd, baby.block_size, baby.vocab_size) == (4, 4, 128, 64, 65)
+
+
+def test_gpt_ties_its_head_and_llama_does_not_unless_a_preset_says_so():
+    # as the originals: GPT-2 and nanoGPT tie, LLaMA 7B and up keep a separate output matrix
+    assert ModelConfig(family="gpt").tie_weights is True
+    assert ModelConfig(family="llama").tie_weights is False
+    assert ModelConfig(family="llama", tie_weights=True).tie_weights is True  # an explicit choice wins
+    # presets that reproduce a particular model name their choice
+    assert preset("listops").tie_weights is False and preset("llama-2m").tie_weights is True
+    assert preset("baby").tie_weights is True  # nanoGPT's
+
+
+def test_listops_preset_fits_the_listops_task():
+    from companion.tasks import make_task
+    task = make_task("listops", seed=0)
+    config = preset("listops")
+    assert config.vocab_size == task.vocab_size and config.block_size >= task.block_size
+    b = task.batch("test", 4, np.random.default_rng(0))
+    assert b.idx.max() < config.vocab_size  # every token of the task has a row in the embedding
+    logits = Transformer(config, np.random.default_rng(0)).forward(b.idx)
+    assert logits.shape == (*b.idx.shape, task.vocab_size)
 
 
 def test_same_seed_same_model_different_seed_different_model():

@@ -134,7 +134,8 @@ def test_a_tiny_model_learns_arithmetic_sequences():
     """x_t = (x_0 + k t) mod 16 with k in {1, 2, 3}: the next token needs the last two,
     so attention has to work. AdamW + warm-up/cosine + clipping, float32, 60 steps."""
     rng = np.random.default_rng(0)
-    model = Transformer(preset("tiny", n_embd=32, n_head=4), rng)
+    # an untied head, as this test was sized for (the tied head learns this more slowly in 60 steps)
+    model = Transformer(preset("tiny", n_embd=32, n_head=4, tie_weights=False), rng)
     opt = AdamW(model.parameters(), model.gradients(), lr=1e-2, weight_decay=0.01)
 
     def batch(rng, B):

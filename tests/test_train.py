@@ -160,7 +160,7 @@ def test_train_config_errors_are_clear():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="lr must be a positive number"):
         TrainConfig(lr=-1.0)
-    with pytest.raises(ValueError, match="min_lr must be between 0 and lr"):
+    with pytest.raises(ValueError, match="min_lr must be between 0 and the peak lr="):
         TrainConfig(lr=1e-3, min_lr=1e-2)
     with pytest.raises(ValueError, match="betas must be two numbers"):
         TrainConfig(betas=(0.9, 1.5))
@@ -225,3 +225,48 @@ def test_evaluate_scores_a_perfect_oracle_as_perfect():
     assert r["exact_match"] == 1.0 and r["token_accuracy"] == 1.0
     assert set(r["per_op_accuracy"].values()) == {1.0}
     assert r["n"] == len(task.test)
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_bits_per_character_is_the_total_nll_over_the_characters(tmp_path, tokenizer):
+    """bits per character = (sum of the scored tokens' -log p) / (characters they spell) / ln 2,
+    recomputed here by hand from the logits; the BPE model also gets bits per byte."""
+    import math
+
+    from companion.data import consecutive_windows
+    from companion.loss import log_softmax
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"Ça va, {i}? To be, or not to be: line {i * 7 % 1000}.\n" for i in range(300)),
+                      encoding="utf-8")
+    task = make_task("text", corpus=str(corpus), tokenizer=tokenizer, block_size=16, vocab_size=300)
+    model = Transformer(preset("tiny", vocab_size=task.vocab_size, dtype="float64"), np.random.default_rng(0))
+    got = evaluate(model, task, "val", max_problems=5)
+    windows = consecutive_windows(task.val, 16, 5)  # (N, 17), N <= 5
+    n = windows.shape[0] * 16  # scored tokens
+    assert got["n"] == windows.shape[0] >= 2
+    logp = log_softmax(model.forward(windows[:, :-1]))  # (N, 16, V)
+    nll = -np.take_along_axis(logp, windows[:, 1:, None], axis=-1).sum()
+    text = task.decode(task.val[1 : n + 1].tolist())  # the characters the n targets spell
+    assert got["bits_per_char"] == pytest.approx(nll / len(text) / math.log(2), rel=1e-9)
+    assert got["perplexity"] == pytest.approx(math.exp(nll / n), rel=1e-9)
+    if tokenizer == "char":
+        assert len(text) == n and "bits_per_byte" not in got
+    else:
+        assert len(text) > n  # BPE tokens hold several characters each
+        assert got["bits_per_byte"] == pytest.approx(nll / len(text.encode("utf-8")) / math.log(2), rel=1e-9)
+        assert got["bits_per_byte"] < got["bits_per_char"]  # "Ç" is two bytes
+
+
+def test_history_records_text_metrics_and_saves_a_png(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("to be or not to be, that is the question.\n" * 40, encoding="utf-8")
+    task = make_task("text", corpus=str(corpus), block_size=16)
+    model = Transformer(preset("tiny", vocab_size=task.vocab_size), np.random.default_rng(0))
+    h = train(model, task, TrainConfig(steps=6, batch_size=4, eval_every=3, eval_size=4, warmup_steps=1),
+              np.random.default_rng(0), progress=False)
+    assert [sorted(set(r) - {"step", "train_loss", "val_loss", "token_accuracy", "lr", "seconds"})
+            for r in h.records] == [["bits_per_char", "perplexity"]] * 2
+    assert History.from_dict(json.loads(json.dumps(h.to_dict()))) == h
+    png = h.save_plot(tmp_path / "curves.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -1,14 +1,24 @@
 """The one door between the graded tests and a learner's code (CS336's tests/adapters.py idea).
 
 A test never imports ``exercises/ch03_attention.py`` itself. It asks the ``impl`` fixture
-for a function by name; the fixture finds the chapter's module in the folder chosen with
-``pytest --impl exercises`` (default ``solutions``), or, under ``check("3.2")`` in a notebook,
-in the notebook's own namespace. Every call then goes through ``LearnerFunction``, which turns
-what a learner's code can do wrong into one clear failure of that test, never a crash of the
+for a function by name (``impl.attention_forward(q, k, v, mask)``). When grading a folder
+(``pytest --impl exercises``, ``python -m companion grade``), the learner's code never runs in
+this process: the call goes to a worker process (sandbox.py, workers.py, worker.py) that imports the
+learner's file and runs the function under time and memory limits; its result, and what it
+did to its arguments, come back as data and are compared here. Under ``check("3.2")`` in a
+notebook, the functions are the notebook's own and run in the notebook's process.
+
+Whatever a learner's code does becomes one clear failure of that test, never a crash of the
 grader:
 
     NotImplementedError        -> "not yet implemented: Exercise 3.2: attention_forward"
     any other exception        -> "your attention_forward raised ValueError: ..." (with the line)
+    the companion's own answer -> "your attention_forward uses the companion's implementation ..."
+    a loop, exit, crash, 40 GB -> "time limit ...", "... exited with status 0", "memory limit ..."
+    None from a function       -> "your rmsnorm_forward returned None: did you forget `return`?"
+    a function's old name      -> "... none found. Your file defines cross_entropy(...): this
+                                   exercise's function is now called cross_entropy_forward ..."
+                                   (messages.py; the same in a worker and under check())
 
 ``expect_close`` then compares a result with the reference. Before the bare "mismatch" it
 checks type, shape and NaN/inf, and it tries the deliberately buggy variants the test
@@ -19,25 +29,45 @@ matches one of them, the failure names that bug. Every message names the toleran
 from __future__ import annotations
 
 import importlib.util
-import traceback
+import re
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
 
+from .messages import OLD_NAMES, learner_line, missing_function, returned
+
 NOT_IMPLEMENTED = "not yet implemented"
 NAMESPACES = pytest.StashKey[dict]()  # chapter -> a notebook's namespace, set by check()
-_MODULES = pytest.StashKey[dict]()  # per pytest session: chapter file -> imported module
+LIMITS = pytest.StashKey[object]()  # workers.Limits, set by the grader (else from the environment)
+_GRADING = pytest.StashKey[object]()  # the session's sandbox.Grading
+_NOTES = pytest.StashKey[list]()  # notes for the report ("graded ch03_attention (1).py as chapter 3")
+CANONICAL = re.compile(r"^ch\d\d_[A-Za-z0-9_]+\.py$")
+
+# exercise functions renamed since an earlier edition: new name -> old name (the grader tells a
+# learner who still uses the old name what it is called now); the table is messages.OLD_NAMES
+RENAMED: dict[str, str] = {new: old for chapter in OLD_NAMES.values() for old, (new, _) in chapter.items()}
+
+
+def find_chapter_file(folder: Path, chapter: str) -> tuple[Path, str]:
+    """(the file for chapter 'ch03' in ``folder``, a note or ''). A re-uploaded copy such as
+    ``ch03_attention (1).py`` is used when it is the only ch03 file; two candidates are an error."""
+    matches = sorted(p for p in Path(folder).glob(f"{chapter}_*.py") if p.is_file())
+    if len(matches) == 1:
+        path = matches[0]
+        note = "" if CANONICAL.match(path.name) else f"graded {path.name!r} as the {chapter} file"
+        return path, note
+    found = ", ".join(repr(p.name) for p in matches) or "none"
+    if matches:
+        raise FileNotFoundError(f"expected one {chapter}_*.py in {folder}, found {len(matches)}: {found}; "
+                                f"keep only the one to grade")
+    raise FileNotFoundError(f"expected one {chapter}_*.py in {folder}, found none")
 
 
 def chapter_file(folder: Path, chapter: str) -> Path:
     """``folder/chNN_topic.py`` for chapter 'ch03' (the one file whose name starts with it)."""
-    matches = sorted(folder.glob(f"{chapter}_*.py"))
-    if len(matches) != 1:
-        found = ", ".join(p.name for p in matches) or "none"
-        raise FileNotFoundError(f"expected exactly one {chapter}_*.py in {folder}, found {found}")
-    return matches[0]
+    return find_chapter_file(folder, chapter)[0]
 
 
 def resolve_impl(value: str | Path, root: Path) -> Path:
@@ -50,8 +80,8 @@ def resolve_impl(value: str | Path, root: Path) -> Path:
 
 
 def import_by_path(path: Path) -> ModuleType:
-    """Import a learner's file under a private name; it is never added to sys.modules, so
-    a second folder's file of the same name cannot shadow it."""
+    """Import a file under a private name, never added to sys.modules. Only for trusted files
+    (the course's own solutions, in its tests): the grader never imports a learner's file."""
     name = f"_learner_{path.parent.name}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -59,65 +89,99 @@ def import_by_path(path: Path) -> ModuleType:
     return module
 
 
-def load_chapter(config: pytest.Config, chapter: str):
-    """The learner's module (or notebook namespace) for chapter 'ch03'."""
-    namespaces = config.stash.get(NAMESPACES, {})
-    if chapter in namespaces:
-        return namespaces[chapter]
-    cache = config.stash.setdefault(_MODULES, {})
-    if chapter not in cache:
-        folder = resolve_impl(config.getoption("impl", default="solutions"), Path(config.rootpath))
-        path = chapter_file(folder, chapter)
-        try:
-            cache[chapter] = import_by_path(path)
-        except Exception as err:  # a syntax error in one chapter fails that chapter's tests only
-            cache[chapter] = err
-    found = cache[chapter]
-    if isinstance(found, Exception):
-        pytest.fail(f"could not import the {chapter} file: {type(found).__name__}: {found}", pytrace=False)
+def grading(config: pytest.Config):
+    """The session's sandbox.Grading (workers, budgets), made on first use."""
+    from .sandbox import Grading
+    from .workers import Limits
+
+    found = config.stash.get(_GRADING, None)
+    if found is None:
+        limits = config.stash.get(LIMITS, None) or Limits.from_env()
+        found = config.stash[_GRADING] = Grading(limits)
     return found
+
+
+def close_grading(config: pytest.Config) -> None:
+    found = config.stash.get(_GRADING, None)
+    if found is not None:
+        found.close()
+
+
+def notes(config: pytest.Config) -> list[str]:
+    return config.stash.setdefault(_NOTES, [])
 
 
 class LearnerFunction:
     """A learner's function, called so that whatever it does becomes a test failure."""
 
-    def __init__(self, name: str, fn):
-        self.name, self.fn = name, fn
+    def __init__(self, learner: "Learner", name: str):
+        self.learner, self.name = learner, name
 
     def __call__(self, *args, **kwargs):
+        lr = self.learner
+        namespaces = lr._config.stash.get(NAMESPACES, {})
+        if lr._chapter in namespaces:
+            return self._call_here(namespaces[lr._chapter], args, kwargs)
+        from .sandbox import GraderFault, Missing, Verdict
+
         try:
-            return self.fn(*args, **kwargs)
+            path = lr._path()
+            result = grading(lr._config).call(str(path), lr._exercise, self.name, args, kwargs)
+        except Missing as missing:  # names the function's new name when the file has its old one
+            message = missing_function(lr._chapter, self.name, missing.namespace())
+        except Verdict as verdict:
+            message = str(verdict)
+        except GraderFault as fault:  # not the learner's doing: the grading command exits non-zero
+            message = f"the grader could not run this test ({fault})"
+        except FileNotFoundError as err:
+            message = str(err)
+        else:
+            return returned(self.name, result)  # None from a function that must return: "forgot `return`?"
+        pytest.fail(message, pytrace=False)
+
+    def _call_here(self, namespace, args, kwargs):
+        """check() in a notebook: the notebook's own function, in the notebook's process."""
+        from .references import CallWatch, identity_use, message as reference_message, resolve_all
+
+        fn = getattr(namespace, self.name, None)
+        if not callable(fn):
+            pytest.fail(missing_function(self.learner._chapter, self.name, namespace), pytrace=False)
+        references = resolve_all(self.learner._exercise)
+        used = identity_use(fn, references)
+        watch = CallWatch(references)
+        try:
+            with watch.watching():
+                result = fn(*args, **kwargs)
         except NotImplementedError as err:
             message = f"{NOT_IMPLEMENTED}: {err or self.name}"
         except Exception as err:
-            message = f"your {self.name} raised {type(err).__name__}: {err}{_learner_line(err)}"
+            message = f"your {self.name} raised {type(err).__name__}: {err}{learner_line(err, fn)}"
+        else:
+            uses = ([used] if used else []) + [h for h in watch.hits if h != used]
+            if not uses:
+                return returned(self.name, result)
+            message = reference_message(self.learner._exercise, self.name, uses)
         pytest.fail(message, pytrace=False)  # outside the except: no "during handling" chain
-
-
-def _learner_line(err: Exception) -> str:
-    """' (at ch03_attention.py line 42: s = q @ k)' for the deepest frame in a learner's file."""
-    frames = [f for f in traceback.extract_tb(err.__traceback__) if "companion" not in Path(f.filename).parts
-              and "_pytest" not in f.filename and "pluggy" not in f.filename]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (at {Path(f.filename).name} line {f.lineno}: {(f.line or '').strip()})"
 
 
 class Learner:
     """``impl.attention_forward(q, k, v, mask)``: the learner's function, safely called."""
 
-    def __init__(self, config: pytest.Config, chapter: str):
+    def __init__(self, config: pytest.Config, chapter: str, exercise: str | None = None):
         self._config, self._chapter = config, chapter
+        self._exercise = exercise or chapter
+
+    def _path(self) -> Path:
+        folder = resolve_impl(self._config.getoption("impl", default="solutions"), Path(self._config.rootpath))
+        path, note = find_chapter_file(folder, self._chapter)
+        if note and note not in notes(self._config):
+            notes(self._config).append(note)
+        return path
 
     def __getattr__(self, name: str) -> LearnerFunction:
         if name.startswith("_"):
             raise AttributeError(name)
-        module = load_chapter(self._config, self._chapter)
-        fn = getattr(module, name, None)
-        if not callable(fn):
-            pytest.fail(f"the {self._chapter} exercises must define a function {name}(...); none found", pytrace=False)
-        return LearnerFunction(name, fn)
+        return LearnerFunction(self, name)
 
 
 def namespace_of(globals_: dict) -> SimpleNamespace:
@@ -129,6 +193,8 @@ def namespace_of(globals_: dict) -> SimpleNamespace:
 
 
 def _as_array(value, what: str) -> np.ndarray:
+    if value is None:
+        pytest.fail(f"{what} is None: did you forget `return`?", pytrace=False)
     try:
         return np.asarray(value, dtype=float)
     except (TypeError, ValueError):

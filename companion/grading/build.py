@@ -29,7 +29,8 @@ from ..io import atomic_write
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION (\d+\.\d+)\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 DEF = re.compile(r"^\s*def (\w+)\(")
-HEADER_NOTE = "# This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.\n"
+# a cell of its own ("# %%"): a notebook saved from JupyterLab writes the same bytes back
+HEADER_NOTE = "# %%\n# This file is generated from solutions/ by `python -m companion.grading.build`: edit the solution.\n"
 
 
 def make_stub(source: str, filename: str = "<solution>") -> str:

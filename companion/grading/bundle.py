@@ -6,12 +6,19 @@ DIR gets everything a student needs to work and grade offline, and nothing else:
 
     DIR/exercises/ch03_attention.py ...   the stubs of the chosen chapters
     DIR/tests/conftest.py (+ its helpers), tests/exercises/conftest.py, test_ch03_*.py ...   the graded tests
-    DIR/companion/                        the package (without grading's solutions: it has none)
-    DIR/pyproject.toml, requirements.txt, README.md   install with `pip install -e DIR`
+    DIR/companion/                        the package (the chapters use it; see below)
+    DIR/pyproject.toml, LICENSE, README.md            install with `python tools/setup_course.py`: the
+                                          `learner` extra, what grading and Jupyter need (JupyterLab,
+                                          jupytext, pytest), not the book's tools (no jupyter-book,
+                                          no Playwright)
+    DIR/tools/setup_course.py, jupyter_config/, jupytext.toml, exercises/jupytext.toml
+                                          JupyterLab set up to open the exercises as notebooks
 
-and a README saying how to grade: `pytest tests --impl exercises` or
-`python -m companion grade --impl exercises`. The solutions folder is never copied, and the
-bundle is checked for solution markers before it is reported done.
+and a README saying how to grade: `python -m companion grade` inside DIR grades DIR/exercises,
+the learner's own folder. The solutions folder is never copied, and the bundle is checked for
+solution markers before it is reported done. The companion package itself implements what the
+exercises ask for (the chapters need it); the grader scores an exercise answered with it as 0
+(companion/grading/references.py).
 """
 
 from __future__ import annotations
@@ -31,9 +38,13 @@ README = """# Exercises: {chapters}
 Open the files in `exercises/` in Jupyter (jupytext opens `.py` notebooks) and replace each
 `raise NotImplementedError(...)` with your code. The check cell under each exercise grades it.
 
-Set up once:   python -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/pip install -e .
-Grade it all:  .venv/bin/python -m companion grade --impl exercises
+Set up once:   python tools/setup_course.py        (any OS: makes .venv with JupyterLab and the grader)
+Open them:     .venv/bin/jupyter lab                (Windows: .venv\\Scripts\\jupyter lab)
+Grade it all:  .venv/bin/python -m companion grade          (grades exercises/, your own folder)
           or:  .venv/bin/pytest tests --impl exercises
+
+The `companion` package is here because the chapters use it. It contains the course's own
+versions of what the exercises ask for: an exercise answered by calling them scores 0.
 """
 
 
@@ -57,8 +68,10 @@ def make_bundle(chapters: list[str], out: Path, root: Path) -> list[Path]:
     helpers = [p for p in sorted((root / "tests").glob("*.py")) if not p.name.startswith("test_")]
     files += [(p, Path("tests") / p.name) for p in helpers]
     files += [(root / "tests" / "exercises" / "conftest.py", Path("tests/exercises/conftest.py"))]
-    files += [(root / name, Path(name)) for name in ("pyproject.toml", "requirements.txt") if (root / name).exists()]
-    for src in sorted((root / "companion").rglob("*.py")):
+    setup = ("pyproject.toml", "LICENSE", "jupytext.toml", "exercises/jupytext.toml", "tools/setup_course.py",
+             "jupyter_config/overrides.json")
+    files += [(root / name, Path(name)) for name in setup if (root / name).exists()]
+    for src in sorted(p for p in (root / "companion").rglob("*") if p.suffix in (".py", ".js")):  # + package data
         files.append((src, Path("companion") / src.relative_to(root / "companion")))
     written = []
     for src, rel in files:

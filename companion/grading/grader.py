@@ -1,4 +1,4 @@
-"""The grader: run the graded tests with pytest, in this process, and score them.
+"""The grader: run the graded tests with pytest in this (trusted) process, and score them.
 
 ``python -m companion grade``, ``check("3.2")`` in a notebook and CI all run the same test
 files in ``tests/exercises/``. Each test carries three markers:
@@ -8,23 +8,28 @@ files in ``tests/exercises/``. Each test carries three markers:
     @pytest.mark.points(2)                           what passing it is worth
 
 A collector plugin reads those markers and every test's outcome; an exercise scores the
-points of the tests it passes. Outcomes are 'passed', 'failed' or 'not implemented' (the
-learner's function still raises NotImplementedError). Nothing a learner's code does can
-crash the grader: an exception, a NaN or a wrong shape fails that test, and a test that
-runs too long is stopped by pytest-timeout and fails.
+points of the tests it passes. Outcomes are 'passed', 'failed', 'not implemented' (the
+learner's function still raises NotImplementedError) or 'not run' (grading was interrupted
+before the test ran: never counted as passed). The learner's code never runs here: each call
+goes to a worker process (sandbox.py), so nothing it does can crash, hang or fool this process.
+The reports (table, JSON, Gradescope, JUnit) are all made here, from the collector's results.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
-import tempfile
+import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
 
-from .adapter import NAMESPACES, NOT_IMPLEMENTED, resolve_impl
+from .adapter import LIMITS, NAMESPACES, NOT_IMPLEMENTED, grading, notes, resolve_impl
+
+NOT_RUN = "not run"
 
 
 @dataclass
@@ -34,7 +39,7 @@ class TestResult:
     title: str
     chapter: str
     points: float
-    outcome: str = "failed"  # 'passed' | 'failed' | 'not implemented'
+    outcome: str = NOT_RUN  # 'passed' | 'failed' | 'not implemented' | 'not run'
     message: str = ""
     seconds: float = 0.0
 
@@ -46,7 +51,7 @@ class ExerciseScore:
     chapter: str
     score: float
     max_score: float
-    outcome: str  # 'passed' | 'partial' | 'failed' | 'not implemented'
+    outcome: str  # 'passed' | 'partial' | 'failed' | 'not implemented' | 'not run'
     tests: list = field(default_factory=list)
 
     def __repr__(self) -> str:  # what a notebook shows under check("3.2")
@@ -60,13 +65,30 @@ def exercise_key(exercise: str) -> tuple[int, ...]:
 class Collector:
     """A pytest plugin: keeps the chosen exercise's tests and records their outcomes."""
 
-    def __init__(self, exercise: str | None = None, namespaces: dict | None = None):
-        self.exercise, self.namespaces = exercise, namespaces or {}
+    def __init__(self, exercise: str | None = None, namespaces: dict | None = None, limits=None):
+        self.exercise, self.namespaces, self.limits = exercise, namespaces or {}, limits
         self.results: dict[str, TestResult] = {}
         self.collect_errors: list[str] = []
+        self.interrupted = False
+        self.notes: list[str] = []
+        self.faults: list[str] = []
+        self.config = None
 
     def pytest_configure(self, config):
+        self.config = config
         config.stash[NAMESPACES] = self.namespaces
+        if self.limits is not None:
+            config.stash[LIMITS] = self.limits
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        self.interrupted = True
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        self.notes = list(notes(session.config))
+        if not self.namespaces:
+            g = grading(session.config)
+            self.faults = list(g.faults)
+            g.close()
 
     def pytest_collection_modifyitems(self, config, items):
         kept, dropped = [], []
@@ -100,8 +122,13 @@ class Collector:
             result.outcome, result.message = "passed", ""
         elif report.failed or report.skipped:
             text = _short_message(report)
+            if report.when == "teardown" and result.outcome != NOT_RUN and not report.failed:
+                return
             result.outcome = "not implemented" if NOT_IMPLEMENTED in text else "failed"
             result.message = text
+        elif report.when == "setup" and result.outcome == NOT_RUN:
+            result.outcome = "failed"  # it started: only a passed call makes it 'passed'
+            result.message = "the test did not finish (grading was interrupted)"
 
 
 def _short_message(report) -> str:
@@ -116,7 +143,9 @@ def _short_message(report) -> str:
     for prefix in ("Failed: ", "Skipped: "):
         text = text.replace(prefix, "", 1) if text.startswith(prefix) else text
     if "Timeout" in text:
-        text = "the test ran past its time limit (an infinite loop, or much too slow?): " + text.splitlines()[0]
+        text = "the test ran past its own time limit in the grader: " + text.splitlines()[0]
+    if text.startswith("KeyboardInterrupt"):
+        text = "grading was interrupted during this test"
     return text.strip()
 
 
@@ -157,29 +186,45 @@ def normalise_chapter(chapter: str) -> str:
 
 
 def run_tests(chapters: list[str] | None = None, impl: str | Path = "solutions", exercise: str | None = None,
-              namespaces: dict | None = None, root: Path | None = None, junit: Path | None = None,
-              verbose: bool = False, timeout: float | None = None,
-              collect_only: bool = False) -> tuple[list[TestResult], Collector]:
-    """Run the graded tests in this process and return one result per test
-    (with ``collect_only``, the tests found, none run: their outcome stays 'failed')."""
+              namespaces: dict | None = None, root: Path | None = None, verbose: bool = False,
+              limits=None, collect_only: bool = False) -> tuple[list[TestResult], Collector]:
+    """Run the graded tests (the learner's code in workers, see sandbox.py) and return one
+    result per test, in collection order (with ``collect_only``, the tests found, none run:
+    their outcome stays 'not run'). ``limits`` is a workers.Limits (else the environment's)."""
     root = root or find_root()
     if not namespaces:  # fail at once, in one line, for a folder that is not there
         impl = resolve_impl(impl, root)
-    collector = Collector(exercise, namespaces)
+    collector = Collector(exercise, namespaces, limits)
     args = [*test_files(root, chapters), f"--impl={impl}", "--rootdir", str(root), "-p", "no:cacheprovider",
             "-o", "addopts=", "-q", "--capture=sys", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    if timeout is not None:
-        args.append(f"--timeout={timeout}")
-    if junit is not None:
-        args.append(f"--junitxml={junit}")
     if collect_only:
         args.append("--collect-only")
+    if importlib.util.find_spec("pytest_timeout") is not None:
+        args += ["-p", "pytest_timeout"]  # the one plugin wanted: a time limit per test on this side too
     out = io.StringIO()
-    with contextlib.chdir(root), (contextlib.nullcontext() if verbose else contextlib.redirect_stdout(out)):
+    with contextlib.chdir(root), (contextlib.nullcontext() if verbose else contextlib.redirect_stdout(out)), \
+            _no_plugin_autoload():
         code = pytest.main(args, plugins=[collector])
-    if code not in (0, 1, 5) and not collector.results:  # 5: no test selected (say so in the caller)
+    if code == pytest.ExitCode.INTERRUPTED:
+        collector.interrupted = True
+    if code not in (0, 1, 2, 5) and not collector.results:  # 5: no test selected (say so in the caller)
         raise RuntimeError(f"pytest could not run the graded tests (exit code {int(code)}):\n{out.getvalue()[-2000:]}")
     return list(collector.results.values()), collector
+
+
+@contextlib.contextmanager
+def _no_plugin_autoload():
+    """Grading loads no installed pytest plugin but pytest-timeout: nbval, hypothesis and the
+    like cost seconds to import and have nothing to do with the graded tests."""
+    previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = previous
 
 
 def score(results: list[TestResult]) -> list[ExerciseScore]:
@@ -196,6 +241,8 @@ def score(results: list[TestResult]) -> list[ExerciseScore]:
             s.outcome = "passed"
         elif outcomes == {"not implemented"}:
             s.outcome = "not implemented"
+        elif outcomes == {NOT_RUN}:
+            s.outcome = NOT_RUN
         else:
             s.outcome = "partial" if "passed" in outcomes else "failed"
     return sorted(by_ex.values(), key=lambda s: exercise_key(s.exercise))
@@ -225,29 +272,77 @@ def format_table(scores: list[ExerciseScore], details: bool = True) -> str:
     return "\n".join(lines)
 
 
-def format_json(scores: list[ExerciseScore]) -> dict:
-    return {"score": sum(s.score for s in scores), "max_score": sum(s.max_score for s in scores),
+def format_json(scores: list[ExerciseScore], info: dict | None = None) -> dict:
+    return {"score": sum(s.score for s in scores), "max_score": sum(s.max_score for s in scores), **(info or {}),
             "exercises": [{**{k: v for k, v in asdict(s).items() if k != "tests"},
                            "tests": [asdict(t) for t in s.tests]} for s in scores]}
 
 
-def format_gradescope(scores: list[ExerciseScore]) -> dict:
-    """Gradescope's autograder results.json: one entry per test, with its points."""
+def _test_output(t: TestResult) -> str:
+    if t.outcome == "passed":
+        return "passed"
+    if t.outcome == NOT_RUN:
+        return "not run: grading stopped before this test ran"
+    return t.message or t.outcome
+
+
+def format_gradescope(scores: list[ExerciseScore], wall_seconds: float, info: dict | None = None,
+                      visibility: str = "visible") -> dict:
+    """Gradescope's autograder results.json (its "Autograder Specifications" page): one test per
+    graded test, with score, max_score, status 'passed' or 'failed' (a test that never ran is
+    'failed', with output saying so), output and visibility; execution_time is wall time."""
     tests = []
     for s in scores:
         for t in s.tests:
             tests.append({"name": f"Exercise {s.exercise} {s.title}: {t.nodeid.split('::')[-1]}",
+                          "number": s.exercise,
                           "score": t.points if t.outcome == "passed" else 0.0, "max_score": t.points,
                           "status": "passed" if t.outcome == "passed" else "failed",
-                          "output": t.message or "passed"})
-    return {"score": sum(s.score for s in scores), "tests": tests,
-            "execution_time": round(sum(t.seconds for s in scores for t in s.tests), 3)}
+                          "output": _test_output(t), "visibility": visibility})
+    lines = [*(info or {}).get("notes", []), *(info or {}).get("problems", [])]
+    result = {"score": sum(s.score for s in scores), "execution_time": round(wall_seconds, 3),
+              "visibility": visibility, "stdout_visibility": "hidden", "tests": tests}
+    if lines:
+        result["output"] = "\n".join(lines)
+    return result
 
 
-def junit_xml(chapters, impl, root=None, timeout=None) -> tuple[str, list[TestResult]]:
-    """Run the tests writing pytest's JUnit XML; return the XML text and the results."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "junit.xml"
-        results, _ = run_tests(chapters, impl, root=root, junit=path, timeout=timeout)
-        return path.read_text(encoding="utf-8"), results
+def format_junit(scores: list[ExerciseScore], wall_seconds: float, info: dict | None = None) -> str:
+    """JUnit XML made from the results (so it lists every collected test, whatever happened):
+    a failed test is a <failure>, a test that never ran is <skipped>."""
+    import xml.etree.ElementTree as ET
 
+    tests = [t for s in scores for t in s.tests]
+    failed = [t for t in tests if t.outcome in ("failed", "not implemented")]
+    skipped = [t for t in tests if t.outcome == NOT_RUN]
+    root = ET.Element("testsuites")
+    suite = ET.SubElement(root, "testsuite", name="graded exercises", tests=str(len(tests)), failures=str(len(failed)),
+                          errors="0", skipped=str(len(skipped)), time=f"{wall_seconds:.3f}")
+    if info:
+        props = ET.SubElement(suite, "properties")
+        for key in ("interrupted",):
+            if key in info:
+                ET.SubElement(props, "property", name=key, value=str(info[key]).lower())
+    for s in scores:
+        for t in s.tests:
+            path, _, name = t.nodeid.partition("::")
+            case = ET.SubElement(suite, "testcase", classname=path.replace("/", ".").removesuffix(".py"), name=name,
+                                 time=f"{t.seconds:.3f}")
+            props = ET.SubElement(case, "properties")
+            ET.SubElement(props, "property", name="exercise", value=s.exercise)
+            ET.SubElement(props, "property", name="points", value=f"{t.points:g}")
+            if t.outcome == NOT_RUN:
+                ET.SubElement(case, "skipped", message=_test_output(t))
+            elif t.outcome != "passed":
+                failure = ET.SubElement(case, "failure", message=(t.message.splitlines() or [t.outcome])[0][:500])
+                failure.text = t.message
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+class Timer:
+    def __init__(self):
+        self.start = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.start

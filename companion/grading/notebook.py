@@ -12,6 +12,9 @@ on disk need not be saved). It prints one verdict:
 
 When the grader imports the file as a module, ``check`` does nothing: grading a file must
 not grade it again from inside.
+
+The Stop button (KeyboardInterrupt) stops the check and the cell: the verdict so far is printed
+once, marked "interrupted", and the interrupt goes on to Jupyter.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import inspect
 from pathlib import Path
 
 from .adapter import namespace_of, running
-from .grader import normalise_chapter, run_tests, score
+from .grader import NOT_RUN, normalise_chapter, run_tests, score
 
 ADVICE = {
     "not implemented": "replace the `raise NotImplementedError(...)` line with your code, run that cell, then this one",
@@ -51,15 +54,22 @@ def check(exercise: str, namespace=None, impl: str | Path | None = None, root: P
                                    namespaces=namespaces, root=root)
     scores = score(results)
     if not scores:  # the course's own machinery is broken (not the learner's code): say so loudly
+        if collector.interrupted:
+            raise KeyboardInterrupt
         problem = "; ".join(collector.collect_errors) or f"no graded test is marked exercise({exercise!r})"
         raise RuntimeError(f"Exercise {exercise} could not be graded: {problem}")
     s = scores[0]
     verdict = "not yet implemented" if s.outcome == "not implemented" else s.outcome
+    if collector.interrupted:
+        verdict = f"interrupted ({verdict} so far)"
     print(f"Exercise {s.exercise} {s.title}: {verdict}, {s.score:g}/{s.max_score:g} points")
     for t in s.tests if s.outcome != "not implemented" else []:
-        mark = "ok  " if t.outcome == "passed" else "FAIL"
+        mark = {"passed": "ok  ", NOT_RUN: "----"}.get(t.outcome, "FAIL")
         name = t.nodeid.split("::")[-1]
-        print(f"  {mark} {name}" + (f": {t.message}" if t.outcome == "failed" else ""))
+        print(f"  {mark} {name}" + (f": {t.message}" if t.outcome == "failed" else "")
+              + (" (not run)" if t.outcome == NOT_RUN else ""))
+    if collector.interrupted:
+        raise KeyboardInterrupt  # the Stop button stops the cell, after one verdict
     if s.outcome in ADVICE:
         print(f"  -> {ADVICE[s.outcome]}")
     return s

@@ -1,13 +1,13 @@
-"""Addition and subtraction (seeds 000 and 001): ``a+b=`` and ``a-b=``, answered digit by digit.
+"""Addition and subtraction: ``a+b=`` and ``a-b=``, answered digit by digit.
 
     37+48=58        05-12=-7        99+99=891        (the defaults: pad=True, reverse=True)
 
 Operands have up to ``digits`` digits (0 .. 10**digits - 1); an answer can be negative.
 Tokens are characters ("0"-"9", "+", "-", "="), so the model must *generate* a multi-token
 answer, one digit at a time, and is scored by exact match: every digit right and then
-``<eos>``. (Seed 000's decoder printed "1" for every input: an answer checked token by
-token with teacher forcing can look fine while free-running generation fails, which is
-why evaluation here generates.)
+``<eos>``. (An earlier arithmetic model's decoder printed "1" for every input: an answer
+checked token by token with teacher forcing can look fine while free-running generation
+fails, which is why evaluation here generates.)
 
 Two choices of format make the task far easier for a small model (Lee et al. 2023,
 "Teaching Arithmetic to Small Transformers"), and both are on by default:

@@ -1,4 +1,4 @@
-"""ListOps (seed 003): one operation over a short list of numbers, answered in one token.
+"""ListOps: one operation over a short list of numbers, answered in one token.
 
     Max ( 5 3 9 ) = 9        First ( 2 8 4 ) = 2        Min ( 7 1 6 ) = 1
 

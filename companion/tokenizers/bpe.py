@@ -95,6 +95,9 @@ class BPETokenizer(Tokenizer):
             self._regex = re.compile(pattern) if pattern is not None else None
         except re.error as err:
             raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {err}") from None
+        if self._regex is not None and self._regex.groups:
+            raise ValueError(f"pattern {pattern!r} has capturing groups, which would make findall return the "
+                             f"groups instead of the chunks; write them as (?:...)")
         self.pattern = pattern
         # bytes -> id, for token_to_id; the first id wins if two merge paths spell the same bytes.
         self._byte_ids: dict[bytes, int] = {}
@@ -181,7 +184,23 @@ class BPETokenizer(Tokenizer):
     # ---- encode / decode -------------------------------------------------------------
 
     def _split(self, text: str) -> list[str]:
-        return self._regex.findall(text) if self._regex is not None else ([text] if text else [])
+        if self._regex is None:
+            return [text] if text else []
+        chunks = self._regex.findall(text)
+        if sum(map(len, chunks)) != len(text):  # matches never overlap: a shortfall is dropped text
+            raise ValueError(self._uncovered(text))
+        return chunks
+
+    def _uncovered(self, text: str) -> str:
+        """Name the first character the pattern does not cover."""
+        end = 0
+        for m in self._regex.finditer(text):
+            if m.start() != end:
+                break
+            end = m.end()
+        return (f"the pattern {self.pattern!r} does not cover the text: {text[end]!r} at position {end} "
+                f"matches no part of it and would be dropped; add an alternative that matches every "
+                f"character (e.g. end it with |\\s+|.)")
 
     def _encode(self, text: str) -> list[int]:
         out = []

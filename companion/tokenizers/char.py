@@ -1,6 +1,6 @@
 """Character-level tokenizer: one token per Unicode character.
 
-The simplest tokenizer there is (nanoGPT's Shakespeare, seed 000's arithmetic model):
+The simplest tokenizer there is (nanoGPT's Shakespeare, the arithmetic task):
 the vocabulary is the set of characters seen in a text, sorted, after the four special
 tokens. Encoding looks each character up:
 

@@ -1,6 +1,6 @@
 """Word-level tokenizer: one token per word, punctuation mark or whitespace character.
 
-Seed 002 builds its vocabulary from a corpus this way. Two steps:
+A word-level model builds its vocabulary from a corpus this way. Two steps:
 
 1. Pre-tokenise: cut the text into pieces with one regular expression,
 

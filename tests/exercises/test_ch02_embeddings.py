@@ -8,6 +8,7 @@ import pytest
 
 from companion.embedding import embedding_backward as ref_embedding_backward
 from companion.grading.adapter import expect, expect_close
+from companion.grading.messages import expect_array
 from companion.positions import rope_forward as ref_rope
 from companion.positions import rope_tables, sinusoidal_table as ref_table
 
@@ -36,10 +37,21 @@ def test_embedding_backward_repeated_tokens(impl):
 @pytest.mark.points(1)
 def test_embedding_backward_unused_rows_are_zero(impl):
     idx = np.array([[2, 2]])
-    got = np.asarray(impl.embedding_backward(np.ones((1, 2, 4)), (idx, (5, 4))))
-    expect(got.shape == (5, 4), f"dweight must have the table's shape (5, 4), got {got.shape}")
+    got = expect_array(impl.embedding_backward(np.ones((1, 2, 4)), (idx, (5, 4))), "dweight (the table's shape)", (5, 4))
     expect(np.all(got[[0, 1, 3, 4]] == 0) and np.allclose(got[2], 2.0),
            "rows of tokens that were not used must get zero gradient, and token 2 (used twice) gets 1 + 1 = 2")
+
+
+@pytest.mark.exercise("2.1", "embedding_backward")
+@pytest.mark.points(1)
+def test_embedding_backward_drawn_sizes(impl):
+    rng = np.random.default_rng(21)
+    for _ in range(3):
+        B, T, C, V = (int(n) for n in rng.integers(1, 9, size=4))
+        idx = rng.integers(0, V, size=(B, T))  # (B, T), repeats likely
+        dout = rng.standard_normal((B, T, C))  # (B, T, C)
+        expect_close(impl.embedding_backward(dout, (idx, (V, C))), ref_embedding_backward(dout, (idx, (V, C))),
+                     f"dweight for idx {B}x{T} into a ({V}, {C}) table")
 
 
 # ------------------------------------------------------------------ 2.2 sinusoidal table
@@ -47,7 +59,7 @@ def test_embedding_backward_unused_rows_are_zero(impl):
 
 @pytest.mark.exercise("2.2", "sinusoidal_table")
 @pytest.mark.points(1)
-@pytest.mark.parametrize("T,C", [(16, 8), (50, 32)])
+@pytest.mark.parametrize("T,C", [(16, 8), (50, 32), (7, 6)])
 def test_sinusoidal_table(impl, T, C):
     got = impl.sinusoidal_table(T, C, np.float64)
     want = ref_table(T, C, np.float64)
@@ -72,7 +84,7 @@ def test_sinusoidal_table_dtype(impl):
 # ------------------------------------------------------------------ 2.3 RoPE
 
 
-def rope_inputs(rng, B=2, nh=2, T=6, hs=8):
+def rope_inputs(rng, B=2, nh=2, T=7, hs=6):
     x = rng.standard_normal((B, nh, T, hs))  # (B, nh, T, hs)
     cos, sin = rope_tables(T, hs, 10000.0, np.float64)  # (T, hs/2)
     return x, cos, sin
@@ -104,9 +116,8 @@ def test_rope_scores_depend_on_relative_position(impl):
     q, k = rng.standard_normal(hs), rng.standard_normal(hs)
     x = np.broadcast_to(q, (1, 1, T, hs)).copy()
     y = np.broadcast_to(k, (1, 1, T, hs)).copy()
-    rq = np.asarray(impl.rope_forward(x, cos, sin))[0, 0]  # (T, hs): q at every position
-    rk = np.asarray(impl.rope_forward(y, cos, sin))[0, 0]
-    expect(rq.shape == (T, hs), f"rope_forward returned shape {rq.shape[:2]}..., expected {(1, 1, T, hs)}")
+    rq = expect_array(impl.rope_forward(x, cos, sin), "rope_forward(x, cos, sin)", x.shape)[0, 0]  # (T, hs)
+    rk = expect_array(impl.rope_forward(y, cos, sin), "rope_forward(x, cos, sin)", y.shape)[0, 0]
     scores = rq @ rk.T  # (T, T): query at position m, key at n
     d = [scores[m, m - 3] for m in range(3, T)]  # distance 3 everywhere
     expect(np.ptp(d) < 1e-9, f"q.k at distance 3 varies with absolute position by {np.ptp(d):.3g} (tolerance 1e-9): "

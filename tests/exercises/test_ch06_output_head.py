@@ -10,6 +10,7 @@ import pytest
 
 from companion import Transformer, preset
 from companion.grading.adapter import expect, expect_close
+from companion.grading.messages import expect_array
 
 CHAPTER = "ch06"
 pytestmark = pytest.mark.ch06
@@ -32,24 +33,24 @@ def ref_probs(logits, temperature=1.0, top_k=None, renorm=True):
 LOGITS = np.random.default_rng(0).standard_normal((3, 10)) * 2  # (B, V), no ties
 
 
-# ------------------------------------------------------------------ 6.1 sampling_probs
+# ------------------------------------------------------------------ 6.1 next_token_probs
 
 
-@pytest.mark.exercise("6.1", "sampling_probs")
+@pytest.mark.exercise("6.1", "next_token_probs")
 @pytest.mark.points(1)
 @pytest.mark.parametrize("temperature", [0.5, 2.0])
 def test_temperature(impl, temperature):
-    got = impl.sampling_probs(LOGITS, temperature, None)
+    got = impl.next_token_probs(LOGITS, temperature, None)
     bugs = {"the logits are multiplied by the temperature (divide them)": ref_probs(LOGITS, 1 / temperature),
             "the temperature is ignored": ref_probs(LOGITS)}
     expect_close(got, ref_probs(LOGITS, temperature), f"probabilities at temperature {temperature}", bugs)
 
 
-@pytest.mark.exercise("6.1", "sampling_probs")
+@pytest.mark.exercise("6.1", "next_token_probs")
 @pytest.mark.points(1)
 @pytest.mark.parametrize("top_k", [1, 3])
 def test_top_k(impl, top_k):
-    got = impl.sampling_probs(LOGITS, 0.8, top_k)
+    got = impl.next_token_probs(LOGITS, 0.8, top_k)
     bugs = {"top-k keeps one token too many": ref_probs(LOGITS, 0.8, top_k + 1),
             "top-k keeps the k smallest logits instead of the largest": _smallest(LOGITS, 0.8, top_k),
             "the probabilities are not renormalised after top-k (softmax first, cut after: rows sum below 1)":
@@ -64,15 +65,31 @@ def _smallest(logits, t, k):
     return e / e.sum(-1, keepdims=True)
 
 
-@pytest.mark.exercise("6.1", "sampling_probs")
+@pytest.mark.exercise("6.1", "next_token_probs")
+@pytest.mark.points(1)
+def test_top_k_drawn_sizes(impl):
+    rng = np.random.default_rng(61)
+    for _ in range(4):
+        B, V = int(rng.integers(1, 5)), int(rng.integers(2, 40))
+        logits = rng.standard_normal((B, V)) * 3  # (B, V), continuous: no ties
+        top_k, temperature = int(rng.integers(1, V + 1)), float(rng.uniform(0.3, 3.0))
+        got = impl.next_token_probs(logits, temperature, top_k)
+        bugs = {"top-k keeps one token too many": ref_probs(logits, temperature, min(V, top_k + 1)),
+                "the probabilities are not renormalised after top-k":
+                    ref_probs(logits, temperature, top_k, renorm=False)}
+        expect_close(got, ref_probs(logits, temperature, top_k),
+                     f"probabilities for logits ({B}, {V}) with temperature {temperature:.3g}, top_k={top_k}", bugs)
+
+
+@pytest.mark.exercise("6.1", "next_token_probs")
 @pytest.mark.points(1)
 def test_large_logits(impl):
     logits = LOGITS * 500
-    got = impl.sampling_probs(logits, 1.0, None)
+    got = impl.next_token_probs(logits, 1.0, None)
     expect_close(got, ref_probs(logits), "probabilities for logits in the thousands (subtract the max before exp)")
 
 
-# ------------------------------------------------------------------ 6.2 sample
+# ------------------------------------------------------------------ 6.2 pick_next
 
 
 def frequencies(ids, V):
@@ -80,15 +97,14 @@ def frequencies(ids, V):
     return np.bincount(ids.reshape(-1), minlength=V) / ids.size
 
 
-@pytest.mark.exercise("6.2", "sample")
+@pytest.mark.exercise("6.2", "pick_next")
 @pytest.mark.points(2)
 def test_sample_distribution(impl):
     rng = np.random.default_rng(1)
     logits = np.tile(LOGITS[:1], (4000, 1))  # the same row 4000 times: 4000 draws
-    ids = impl.sample(logits, rng, 1.5, 5)
-    ids = np.asarray(ids)
-    expect(ids.shape == (4000,), f"sample should return one id per row, shape (4000,), got {ids.shape}")
-    expect(ids.dtype.kind in "iu", f"sample should return integer ids, got {ids.dtype}")
+    ids = expect_array(impl.pick_next(logits, rng, 1.5, 5), "pick_next's result (one id per row)", (4000,), dtype=None)
+    expect(ids.dtype.kind in "iu", f"pick_next should return integer ids, got {ids.dtype}")
+    expect(ids.min() >= 0 and ids.max() < 10, f"pick_next returned ids outside [0, V=10): {ids.min()} .. {ids.max()}")
     p = ref_probs(LOGITS[:1], 1.5, 5)[0]
     freq = frequencies(ids, 10)
     expect(np.all(freq[p == 0] == 0), "a token outside the top k was sampled")
@@ -98,14 +114,13 @@ def test_sample_distribution(impl):
                       f"(off by {worst:.1f} standard deviations; tolerance 5)")
 
 
-@pytest.mark.exercise("6.2", "sample")
+@pytest.mark.exercise("6.2", "pick_next")
 @pytest.mark.points(1)
 def test_sample_uses_rng(impl):
-    a = np.asarray(impl.sample(LOGITS, np.random.default_rng(7), 1.0, None))
-    b = np.asarray(impl.sample(LOGITS, np.random.default_rng(7), 1.0, None))
-    expect(a.shape == (3,), f"sample(logits (3, V)) should return shape (3,), got {a.shape}")
+    a, b = (expect_array(impl.pick_next(LOGITS, np.random.default_rng(7), 1.0, None), "pick_next(logits (3, V))", (3,),
+                         dtype=None) for _ in range(2))
     expect(np.array_equal(a, b), "two calls with generators of the same seed drew different tokens: use the rng you are given")
-    greedy = np.asarray(impl.sample(LOGITS, np.random.default_rng(8), 1.0, 1))
+    greedy = expect_array(impl.pick_next(LOGITS, np.random.default_rng(8), 1.0, 1), "pick_next(logits (3, V))", (3,), dtype=None)
     expect(np.array_equal(greedy, LOGITS.argmax(-1)), "with top_k=1, sampling must pick the largest logit")
 
 
@@ -145,7 +160,7 @@ def test_generate_greedy(impl):
 def test_generate_shape_and_prompt(impl):
     model = tiny_model()
     idx = np.array([[3, 1]])
-    got = np.asarray(impl.generate(model, idx.copy(), 4, np.random.default_rng(0), 1.0, None))
-    expect(got.shape == (1, 6), f"generate(idx (1, 2), 4 new tokens) should return shape (1, 6), got {got.shape}")
+    got = expect_array(impl.generate(model, idx.copy(), 4, np.random.default_rng(0), 1.0, None),
+                       "generate(idx (1, 2), 4 new tokens)", (1, 6), dtype=None)
     expect(np.array_equal(got[:, :2], idx), "the prompt must come back unchanged at the start of the result")
     expect(got.dtype.kind in "iu" and got.min() >= 0 and got.max() < 16, "generated ids must be integers in [0, vocab_size)")

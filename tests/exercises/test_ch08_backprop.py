@@ -10,6 +10,7 @@ import pytest
 from companion import preset
 from companion.block import Block
 from companion.grading.adapter import expect, expect_close
+from companion.grading.messages import expect_array, expect_tuple
 from companion.linear import linear_backward as ref_linear_backward
 
 CHAPTER = "ch08"
@@ -26,8 +27,7 @@ def test_linear_backward_3d(impl):
     x, w, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)
     dout = rng.standard_normal((2, 3, 5))
     cache = (x, w, True)
-    got = impl.linear_backward(dout, cache)
-    expect(isinstance(got, tuple) and len(got) == 3, "linear_backward must return (dx, dw, db)")
+    got = expect_tuple(impl.linear_backward(dout, cache), 3, "linear_backward must return (dx, dw, db)")
     dx, dw, db = ref_linear_backward(dout, cache)
     expect_close(got[0], dx, "dx", hint="dx = dout @ w.T")
     expect_close(got[1], dw, "dw", {"dw sums over the batch only (use every leading axis: flatten B and T)": (x[0].T @ dout[0]),
@@ -42,11 +42,26 @@ def test_linear_backward_no_bias(impl):
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((6, 3)), rng.standard_normal((3, 2))
     dout = rng.standard_normal((6, 2))
-    got = impl.linear_backward(dout, (x, w, False))
-    expect(isinstance(got, tuple) and len(got) == 3 and got[2] is None, "without a bias, linear_backward must return (dx, dw, None)")
+    got = expect_tuple(impl.linear_backward(dout, (x, w, False)), 3, "linear_backward must return (dx, dw, db)")
+    expect(got[2] is None, "without a bias, linear_backward must return (dx, dw, None)")
     dx, dw, _ = ref_linear_backward(dout, (x, w, False))
     expect_close(got[0], dx, "dx (2-D input)")
     expect_close(got[1], dw, "dw (2-D input)")
+
+
+@pytest.mark.exercise("8.1", "linear_backward")
+@pytest.mark.points(1)
+def test_linear_backward_drawn_sizes(impl):
+    """Any number of leading axes (here 1 to 3, drawn), odd feature counts."""
+    rng = np.random.default_rng(81)
+    for _ in range(3):
+        lead = tuple(int(n) for n in rng.integers(1, 5, size=int(rng.integers(1, 4))))
+        n_in, n_out = (int(n) for n in rng.integers(1, 8, size=2))
+        x, w, b = rng.standard_normal(lead + (n_in,)), rng.standard_normal((n_in, n_out)), rng.standard_normal(n_out)
+        dout = rng.standard_normal(lead + (n_out,))
+        got = expect_tuple(impl.linear_backward(dout, (x, w, True)), 3, "linear_backward must return (dx, dw, db)")
+        for name, g, want in zip(("dx", "dw", "db"), got, ref_linear_backward(dout, (x, w, True))):
+            expect_close(g, want, f"{name} for x of shape {x.shape} and w of shape {w.shape}")
 
 
 # ------------------------------------------------------------------ 8.2 block backward
@@ -122,8 +137,8 @@ def test_numeric_gradient_finds_a_wrong_backward(impl):
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
     dout = rng.standard_normal((4, 2))
-    numeric = np.asarray(impl.numeric_gradient(lambda: float(((x @ w) * dout).sum()), w, 1e-5))
+    numeric = expect_array(impl.numeric_gradient(lambda: float(((x @ w) * dout).sum()), w, 1e-5),
+                           "numeric_gradient's result", w.shape)
     right, wrong = x.T @ dout, 2 * x.T @ dout
-    expect(numeric.shape == w.shape, f"numeric_gradient returned shape {numeric.shape}, expected {w.shape}")
     expect(np.allclose(numeric, right, rtol=1e-6, atol=1e-8) and not np.allclose(numeric, wrong),
            "the numerical gradient of sum((x @ w) * dout) with respect to w should be x.T @ dout (rtol 1e-6)")

@@ -82,12 +82,43 @@ def test_adamw_matches_reference(impl):
 @pytest.mark.exercise("9.1", "adamw_step")
 @pytest.mark.points(1)
 def test_adamw_updates_in_place(impl):
+    """The optimizer's arrays are the model's parameters: they must change in place."""
     params, grads_seq = problem(1)
-    w = params["w"]
+    arrays = dict(params)  # the arrays the model holds
+    before = {k: v.copy() for k, v in params.items()}
     impl.adamw_step(params, grads_seq[0], {}, 1, **HP)
-    expect(params["w"] is w, "adamw_step replaced params['w'] with a new array: update it in place (p -= ...)")
     want = run_reference(AdamW, problem(1)[0], grads_seq[:1], **HP)
-    expect_close(w, want["w"], "the array params['w'] after one step (updated in place?)")
+    for name, array in arrays.items():
+        rebound = params[name] is not array
+        if rebound and np.array_equal(array, before[name]):
+            expect(False, f"adamw_step replaced params[{name!r}] with a new array and left the model's array "
+                          f"unchanged: update it in place (p -= ...), the model keeps the original array")
+        expect(not rebound, f"adamw_step replaced params[{name!r}] with a new array: update it in place (p -= ...)")
+        expect_close(array, want[name], f"parameter {name!r} after one AdamW step", rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.exercise("9.1", "adamw_step")
+@pytest.mark.points(1)
+def test_adamw_decays_by_shape_not_by_name(impl):
+    """Names as a model gives them, shapes drawn: a norm's gain is called 'w' too, and an
+    embedding is a weight matrix whatever its name."""
+    rng = np.random.default_rng(91)
+    shapes = {"blocks.0.norm1.w": (int(rng.integers(2, 7)),), "wte.weight": tuple(int(n) for n in rng.integers(2, 6, size=2)),
+              "blocks.0.attn.c_attn.w": tuple(int(n) for n in rng.integers(2, 6, size=2)), "head.b": (int(rng.integers(2, 7)),)}
+    params = {k: rng.standard_normal(shape) for k, shape in shapes.items()}
+    grads_seq = [{k: rng.standard_normal(shape) for k, shape in shapes.items()} for _ in range(3)]
+    mine = {k: v.copy() for k, v in params.items()}
+    state = {}
+    for t, g in enumerate(grads_seq, start=1):
+        impl.adamw_step(mine, g, state, t, **HP)
+    want = run_reference(AdamW, params, grads_seq, **HP)
+    decay_all = run_reference(DecayAll, params, grads_seq, **HP)
+    no_decay = run_reference(AdamW, params, grads_seq, **{**HP, "weight_decay": 0.0})
+    for name in shapes:
+        bugs = {"weight decay is chosen by name: decay exactly the parameters with ndim >= 2": decay_all[name]
+                if params[name].ndim == 1 else no_decay[name]}
+        expect_close(mine[name], want[name], f"parameter {name!r} of shape {params[name].shape} after 3 AdamW steps",
+                     bugs, rtol=1e-7, atol=1e-10)
 
 
 # ------------------------------------------------------------------ 9.2 schedule
@@ -129,29 +160,46 @@ def test_lr_schedule_landmarks(impl):
 # ------------------------------------------------------------------ 9.3 clipping
 
 
-@pytest.mark.exercise("9.3", "clip_grad_norm")
-@pytest.mark.points(2)
-def test_clip_grad_norm(impl):
-    rng = np.random.default_rng(4)
-    grads = {"w": rng.standard_normal((4, 4)) * 3, "b": rng.standard_normal(4)}
-    mine = {k: v.copy() for k, v in grads.items()}
+def clip_problem(seed):
+    """Gradients of drawn shapes, in a dict like the model's ``gradients()``."""
+    rng = np.random.default_rng(seed)
+    shapes = [tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4)))) for _ in range(int(rng.integers(2, 5)))]
+    return {f"g{i}": rng.standard_normal(shape) * 3 for i, shape in enumerate(shapes)}
+
+
+def expect_clipped(impl, grads, max_norm):
+    """The learner's clipping against the reference; the arrays must be scaled in place."""
+    arrays = dict(grads)  # the arrays the model (and its optimizer) hold
+    before = {k: v.copy() for k, v in grads.items()}
     want = {k: v.copy() for k, v in grads.items()}
-    total = impl.clip_grad_norm(mine, 1.0)
-    want_total = ref_clip(want, 1.0)
+    want_total = ref_clip(want, max_norm)
+    total = impl.clip_grad_norm(grads, max_norm)
     expect_close(total, want_total, "the returned norm (the global norm before clipping)",
-                 {"the norm returned is the one after clipping": 1.0})
-    per_tensor = {k: v / max(1.0, np.linalg.norm(v) / 1.0) for k, v in grads.items()}
-    for k in grads:
-        expect_close(mine[k], want[k], f"the clipped gradient {k!r}",
+                 {"the norm returned is the one after clipping": min(want_total, max_norm)})
+    rebound = sorted(k for k in arrays if grads.get(k) is not arrays[k])
+    expect(not rebound, f"clip_grad_norm replaced grads{rebound} with new arrays instead of scaling the arrays in "
+                        f"place (g *= scale): the model's gradients stay unclipped")
+    per_tensor = {k: v * min(1.0, max_norm / (np.linalg.norm(v) + 1e-6)) for k, v in before.items()}
+    for k, array in arrays.items():
+        expect_close(array, want[k], f"the clipped gradient {k!r} (shape {array.shape})",
                      {"each tensor is clipped on its own: clip by the norm of all gradients together": per_tensor[k],
-                      "the gradients were not scaled in place": grads[k]})
+                      "the gradients were not scaled at all": before[k]})
+
+
+@pytest.mark.exercise("9.3", "clip_grad_norm")
+@pytest.mark.points(1)
+@pytest.mark.parametrize("seed", [4, 5])
+def test_clip_grad_norm(impl, seed):
+    expect_clipped(impl, clip_problem(seed), 1.0)
 
 
 @pytest.mark.exercise("9.3", "clip_grad_norm")
 @pytest.mark.points(1)
 def test_clip_grad_norm_leaves_small_gradients(impl):
     grads = {"w": np.full((2, 2), 0.1)}
+    w = grads["w"]
     total = impl.clip_grad_norm(grads, 5.0)
     expect_close(total, 0.2, "the norm of a 2x2 array of 0.1")
     expect_close(grads["w"], np.full((2, 2), 0.1), "a gradient whose norm is below max_norm",
                  {"gradients below max_norm were scaled up: only ever scale down": np.full((2, 2), 0.1) * 5.0 / 0.2})
+    expect(grads["w"] is w, "clip_grad_norm replaced grads['w'] with a new array: leave it (or scale it in place)")

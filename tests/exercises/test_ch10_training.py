@@ -10,6 +10,7 @@ import pytest
 
 from companion import Transformer, preset
 from companion.grading.adapter import expect
+from companion.grading.messages import expect_array, expect_tuple
 
 CHAPTER = "ch10"
 pytestmark = pytest.mark.ch10
@@ -34,9 +35,8 @@ def stream(n=3000, V=16, seed=0):
 @pytest.mark.points(2)
 def test_get_batch_windows(impl):
     data = np.arange(100) * 3  # distinct values: a window's start can be read off it
-    got = impl.get_batch(data, 8, 32, np.random.default_rng(0))
-    expect(isinstance(got, tuple) and len(got) == 2, "get_batch must return (x, y)")
-    x, y = (np.asarray(a) for a in got)
+    got = expect_tuple(impl.get_batch(data, 8, 32, np.random.default_rng(0)), 2, "get_batch must return (x, y)")
+    x, y = (expect_array(a, name, dtype=None) for a, name in zip(got, "xy"))
     expect(x.shape == (32, 8) and y.shape == (32, 8), f"x and y should have shape (32, 8), got {x.shape} and {y.shape}")
     expect(x.dtype.kind in "iu" and y.dtype.kind in "iu", "x and y must be integer token ids")
     for row_x, row_y in zip(x, y):
@@ -51,12 +51,13 @@ def test_get_batch_windows(impl):
 @pytest.mark.points(1)
 def test_get_batch_covers_the_data(impl):
     data = np.arange(20)
-    x, y = impl.get_batch(data, 4, 2000, np.random.default_rng(1))
-    starts = set(np.asarray(x)[:, 0].tolist())
+    x, y = expect_tuple(impl.get_batch(data, 4, 2000, np.random.default_rng(1)), 2, "get_batch must return (x, y)")
+    x = expect_array(x, "x", (2000, 4), dtype=None)
+    starts = set(x[:, 0].tolist())
     expect(max(starts) == 15, f"the last possible window (start 15 = len(data) - block_size - 1) was never drawn; "
                               f"largest start drawn {max(starts)} (use rng.integers(0, len(data) - block_size))")
     expect(min(starts) == 0, "the first window (start 0) was never drawn")
-    expect(np.asarray(y).max() <= 19, "a window ran past the end of the data")
+    expect(expect_array(y, "y", (2000, 4), dtype=None).max() <= 19, "a window ran past the end of the data")
 
 
 # ------------------------------------------------------------------ 10.2 training loop
