@@ -8,12 +8,16 @@ reaches early layers along an identity path; post-norm puts a norm on that path 
 block, which is why it needs a learning-rate warm-up to train deep stacks.
 
 The backward of x + f(x) is dout + f'(dout): the gradient forks, and adds where paths join.
+
+With dropout (training only), each branch is x + dropout(attn(...)), as in GPT-2 and in the
+2017 paper ("dropout to the output of each sub-layer, before it is added").
 """
 
 from __future__ import annotations
 
 from .attention import CausalSelfAttention
 from .backend import Array
+from .dropout import Dropout
 from .feedforward import make_ffn
 from .module import Module
 from .norms import make_norm
@@ -27,23 +31,25 @@ class Block(Module):
         self.attn = CausalSelfAttention(config, rng, dtype)
         self.norm2 = make_norm(config, dtype)
         self.ffn = make_ffn(config, rng, dtype)
+        # each branch's output is dropped (in training) before it joins the residual stream
+        self.drop1, self.drop2 = Dropout(config.dropout), Dropout(config.dropout)
 
     def forward(self, x: Array, pad_mask=None, kv_cache=None) -> Array:
         """x (B, T, C) -> (B, T, C)."""
         if self.pre_norm:
-            x = x + self.attn(self.norm1(x), pad_mask, kv_cache, self.layer)
-            return x + self.ffn(self.norm2(x))
-        x = self.norm1(x + self.attn(x, pad_mask, kv_cache, self.layer))
-        return self.norm2(x + self.ffn(x))
+            x = x + self.drop1(self.attn(self.norm1(x), pad_mask, kv_cache, self.layer))
+            return x + self.drop2(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.drop1(self.attn(x, pad_mask, kv_cache, self.layer)))
+        return self.norm2(x + self.drop2(self.ffn(x)))
 
     def backward(self, dout: Array) -> Array:
         if self.pre_norm:
-            dx = self.norm2.backward(self.ffn.backward(dout))
+            dx = self.norm2.backward(self.ffn.backward(self.drop2.backward(dout)))
             dx += dout  # the residual path: in place, into the fresh array the branch returned
-            dx_branch = self.norm1.backward(self.attn.backward(dx))
+            dx_branch = self.norm1.backward(self.attn.backward(self.drop1.backward(dx)))
             dx_branch += dx
             return dx_branch
         dx = self.norm2.backward(dout)
-        dx = dx + self.ffn.backward(dx)
+        dx = dx + self.ffn.backward(self.drop2.backward(dx))
         dx = self.norm1.backward(dx)
-        return dx + self.attn.backward(dx)
+        return dx + self.attn.backward(self.drop1.backward(dx))

@@ -36,6 +36,7 @@ MODEL_HELP = {
     "norm_eps": "small number added inside the norm's square root, so it never divides by zero",
     "rope_base": "RoPE's base wavelength: larger spreads the rotation frequencies further",
     "dtype": "float32 (fast) or float64 (exact enough for gradient checks)",
+    "dropout": "probability of zeroing a unit during training steps (GPT-2: 0.1); evaluation never drops (default 0)",
 }
 TRAIN_HELP = {
     "steps": "optimizer steps in all (a resumed run continues up to this)",
