@@ -237,3 +237,26 @@ def test_a_checkpoint_from_before_dropout_loads_with_dropout_zero(tmp_path):
     assert ck.config.dropout == 0.0
     idx = np.random.default_rng(1).integers(0, 16, size=(2, 8))
     np.testing.assert_array_equal(ck.model.forward(idx), model.forward(idx))
+
+
+def test_attention_dropout_sits_outside_a_plugged_attention_kernel():
+    # attention_forward keeps its exercise contract: a learner's kernel is called as before, and the
+    # layer drops the weights it returns
+    from companion import use
+    from companion.attention import attention_forward
+
+    calls = []
+
+    def learners_attention_forward(q, k, v, mask):
+        calls.append(q.shape)
+        return attention_forward(q, k, v, mask)
+
+    model = Transformer(preset("tiny", dtype="float64", dropout=0.3), np.random.default_rng(0))
+    idx = np.random.default_rng(1).integers(0, 16, size=(2, 6))
+    model.train(np.random.default_rng(4))
+    expected = model.forward(idx)
+    model.train(np.random.default_rng(4))
+    with use(attention_forward=learners_attention_forward):
+        got = model.forward(idx)
+    assert len(calls) == model.config.n_layer
+    np.testing.assert_array_equal(got, expected)
