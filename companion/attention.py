@@ -13,6 +13,11 @@ std-0.02 initialisation q and k are tiny and every score is near 0 with or witho
 Heads are not a Python loop: q, k, v are reshaped to (B, nh, T, hs) and one matmul
 serves every batch element and every head at once.
 
+Dropout (training only, ``config.dropout`` > 0) zeroes attention weights after the softmax, as
+GPT-2 does. It is applied outside the kernel: ``attention_forward`` keeps its contract, and
+the layer drops the weights it returns and multiplies by v again (out = dropout(att) @ v);
+backward goes through that product and the dropout, then ``attention_weights_backward``.
+
 Backward, with s the scaled scores and a = softmax(s):
     dv = a.T @ dout      da = dout @ v.T      ds = a * (da - sum(da * a, axis=-1))
     dq = ds @ k / sqrt(hs)      dk = ds.T @ q / sqrt(hs)
@@ -23,6 +28,7 @@ from __future__ import annotations
 import math
 
 from .backend import Array, xp
+from .dropout import Dropout
 from .grouped_query import repeat_kv, repeat_kv_backward
 from .kernels import plugged
 from .kv_cache import KVCache
@@ -75,13 +81,22 @@ def attention_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
     q, k, v, att, scale = cache
     dv = att.swapaxes(-2, -1) @ dout  # (B, nh, T_k, hs)
     datt = dout @ v.swapaxes(-2, -1)  # (B, nh, T_q, T_k)
+    dq, dk = attention_weights_backward(datt, cache)
+    return dq, dk, dv
+
+
+def attention_weights_backward(datt: Array, cache: tuple) -> tuple[Array, Array]:
+    """The part of attention's backward before the weights: datt (B, nh, T_q, T_k), the gradient
+    of the softmax weights (overwritten) -> dq, dk. Used on its own when dropout sits between the
+    weights and the product with v."""
+    q, k, v, att, scale = cache
     ds = datt  # softmax backward, in place: ds = att * (datt - sum(datt * att)) * scale
     ds -= xp.einsum("...ij,...ij->...i", datt, att)[..., None]  # (B, nh, T_q, 1): each row's datt . att
     ds *= att
     ds *= scale
     dq = ds @ k  # (B, nh, T_q, hs)
     dk = ds.swapaxes(-2, -1) @ q  # (B, nh, T_k, hs)
-    return dq, dk, dv
+    return dq, dk
 
 
 class CausalSelfAttention(Module):
@@ -95,6 +110,7 @@ class CausalSelfAttention(Module):
         self.c_attn = Linear(C, C + 2 * self.n_kv_head * config.head_size, config.bias, rng, dtype)
         # the projection back into the residual stream is scaled down (GPT-2), one per layer
         self.c_proj = Linear(C, C, config.bias, rng, dtype, std=0.02 / math.sqrt(2 * config.n_layer))
+        self.attn_drop = Dropout(config.dropout)  # on the weights after the softmax (GPT-2's attn_dropout)
         self.rope = None
         if config.positions == "rope":
             self.rope = rope_tables(config.block_size, config.head_size, config.rope_base, dtype)
@@ -123,17 +139,27 @@ class CausalSelfAttention(Module):
                 raise ValueError(f"pad_mask must have shape (B, T_k) = {(B, k.shape[2])}, got {pad_mask.shape}")
             mask = mask & pad_mask[:, None, None, :].astype(bool)  # (B, 1, T, T_k)
         y, att_cache = plugged(attention_forward)(q, k, v, mask)  # (B, nh, T, hs)
+        att_dropped = None
+        if self.attn_drop.active:  # training with dropout: drop weights after the kernel, mix v again
+            att_dropped = self.attn_drop(att_cache[3])  # (B, nh, T, T_k)
+            y = att_dropped @ v  # (B, nh, T, hs)
         y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # re-assemble heads side by side
-        self.cache = (att_cache, start, T)
+        self.cache = (att_cache, start, T, att_dropped)
         return self.c_proj(y)
 
     def backward(self, dout: Array) -> Array:
-        (att_cache, start, T) = self.cache
+        (att_cache, start, T, att_dropped) = self.cache
         dy = self.c_proj.backward(dout)  # (B, T, C)
         B, _, C = dy.shape
         nh, hs = self.n_head, C // self.n_head
         dy = dy.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-        dq, dk, dv = plugged(attention_backward)(dy, att_cache)
+        if att_dropped is None:
+            dq, dk, dv = plugged(attention_backward)(dy, att_cache)
+        else:  # y = dropout(att) @ v: back through the product, the dropout, then the softmax
+            v = att_cache[2]
+            dv = att_dropped.swapaxes(-2, -1) @ dy  # (B, nh, T_k, hs)
+            datt = self.attn_drop.backward(dy @ v.swapaxes(-2, -1))  # (B, nh, T, T_k)
+            dq, dk = attention_weights_backward(datt, att_cache)
         dk, dv = repeat_kv_backward(dk, nh // self.n_kv_head), repeat_kv_backward(dv, nh // self.n_kv_head)  # (B, nkv, T, hs)
         if self.rope is not None:
             cos, sin = (a[start : start + T] for a in self.rope)
@@ -148,7 +174,7 @@ class CausalSelfAttention(Module):
 
     @property
     def weights(self) -> Array:
-        """The attention weights of the last forward pass, (B, nh, T_q, T_k)."""
+        """The attention weights of the last forward pass, (B, nh, T_q, T_k) (before any dropout)."""
         if self.cache is None:
             raise RuntimeError("run a forward pass first: attention weights exist only after one")
         return self.cache[0][3]

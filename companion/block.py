@@ -16,12 +16,16 @@ rate.
 
 The backward of x + f(x) is dout + J_f(x)^T dout (J_f the Jacobian of the branch): the
 gradient forks, and adds where paths join.
+
+With dropout (training only), each branch is x + dropout(attn(...)), as in GPT-2 and in the
+2017 paper ("dropout to the output of each sub-layer, before it is added").
 """
 
 from __future__ import annotations
 
 from .attention import CausalSelfAttention
 from .backend import Array
+from .dropout import Dropout
 from .feedforward import make_ffn
 from .module import Module
 from .norms import make_norm
@@ -35,28 +39,30 @@ class Block(Module):
         self.attn = CausalSelfAttention(config, rng, dtype)
         self.norm2 = None if config.attn_only else make_norm(config, dtype)
         self.ffn = None if config.attn_only else make_ffn(config, rng, dtype)
+        # each branch's output is dropped (in training) before it joins the residual stream
+        self.drop1, self.drop2 = Dropout(config.dropout), Dropout(config.dropout)
 
     def forward(self, x: Array, pad_mask=None, kv_cache=None) -> Array:
         """x (B, T, C) -> (B, T, C)."""
         if self.pre_norm:
-            x = x + self.attn(self.norm1(x), pad_mask, kv_cache, self.layer)
-            return x if self.ffn is None else x + self.ffn(self.norm2(x))
-        x = self.norm1(x + self.attn(x, pad_mask, kv_cache, self.layer))
-        return x if self.ffn is None else self.norm2(x + self.ffn(x))
+            x = x + self.drop1(self.attn(self.norm1(x), pad_mask, kv_cache, self.layer))
+            return x if self.ffn is None else x + self.drop2(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.drop1(self.attn(x, pad_mask, kv_cache, self.layer)))
+        return x if self.ffn is None else self.norm2(x + self.drop2(self.ffn(x)))
 
     def backward(self, dout: Array) -> Array:
         if self.pre_norm:
             if self.ffn is None:  # attn_only
                 dx = dout
             else:
-                dx = self.norm2.backward(self.ffn.backward(dout))
+                dx = self.norm2.backward(self.ffn.backward(self.drop2.backward(dout)))
                 dx += dout  # the residual path: in place, into the fresh array the branch returned
-            dx_branch = self.norm1.backward(self.attn.backward(dx))
+            dx_branch = self.norm1.backward(self.attn.backward(self.drop1.backward(dx)))
             dx_branch += dx
             return dx_branch
         dx = dout
         if self.ffn is not None:
             dx = self.norm2.backward(dx)
-            dx = dx + self.ffn.backward(dx)
+            dx = dx + self.ffn.backward(self.drop2.backward(dx))
         dx = self.norm1.backward(dx)
-        return dx + self.attn.backward(dx)
+        return dx + self.attn.backward(self.drop1.backward(dx))

@@ -55,6 +55,7 @@ class ModelConfig:
     rope_base: float = 10000.0
     dtype: str = "float32"
     n_kv_head: int | None = None  # key/value heads (llama): n_head = multi-head, 1 = multi-query, between: grouped
+    dropout: float = 0.0  # probability of zeroing a unit in training (GPT-2: 0.1); 0.0 draws nothing
 
     def __post_init__(self):
         if self.family not in FAMILY_DEFAULTS:
@@ -78,6 +79,9 @@ class ModelConfig:
             )
         check_positive_numbers(self, ("norm_eps", "rope_base"))
         check_kv_heads(self)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1): the chance of zeroing a unit in "
+                             f"training, got {self.dropout!r}")
         if self.positions == "rope" and self.head_size % 2 != 0:
             raise ValueError(f"RoPE rotates channel pairs, so head_size ({self.head_size}) must be even")
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from .backend import to_numpy, xp
 from .data import consecutive_windows, full_batch
+from .dropout import without_dropout
 from .generate import generate_batch
 from .loss import cross_entropy_forward
 
@@ -56,6 +57,7 @@ def teacher_forced(model, batch) -> tuple[float, float, float, np.ndarray]:
     return loss * count, count, correct, pred
 
 
+@without_dropout  # scores the model as it will be used: no dropout, whatever mode it is in
 def evaluate(model, task, split: str = "test", batch_size: int = 1000, max_problems: int | None = None) -> dict:
     """Score ``model`` on a split of ``task``; -> dict of metrics (see the module docstring).
 

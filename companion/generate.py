@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import to_numpy, xp
+from .dropout import without_dropout
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
@@ -97,6 +98,7 @@ def check_prompts(model, prompts: np.ndarray) -> np.ndarray:
     return prompts.astype(np.int64)
 
 
+@without_dropout  # generation never drops units, whatever mode the model is in
 def generate_batch(model, prompts, max_new_tokens: int, rng: np.random.Generator | None = None,
                    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                    greedy: bool = False, eos_id: int | None = None) -> np.ndarray:

@@ -81,9 +81,11 @@ def depth_profile(model, idx, targets, residual: bool = True) -> dict[str, np.nd
     if idx.shape != targets.shape or idx.ndim != 2:
         raise ValueError(f"idx and targets must both have shape (B, T), got {idx.shape} and {targets.shape}")
     B, T = idx.shape
+    model.cache = (B, T)  # what Transformer.backward checks its dlogits against
     x = model.wte(idx)  # (B, T, C)
     if model.wpe is not None:
         x = x + model.wpe(T)  # (B, T, C)
+    x = model.drop(x)  # as in Transformer.forward (nothing happens in evaluation mode)
     stream = [_rms(x)]
     for block in model.blocks:
         x = block(x) if residual else _branches_forward(block, x)  # (B, T, C)

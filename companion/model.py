@@ -8,6 +8,11 @@ reverse and leaves every parameter's gradient in ``gradients()``. A training ste
     logits = model.forward(idx)
     loss, cache = cross_entropy_forward(logits, targets, mask)
     model.zero_grad(); model.backward(cross_entropy_backward(cache)); optimizer.step()
+
+Dropout (``config.dropout`` > 0) acts only in training mode: ``model.train(rng)`` hands the
+generator that draws the masks to every Dropout module, ``model.eval()`` takes it back. A new
+model is in evaluation mode; the training loop switches to training for its steps and back to
+evaluation to score the model, and evaluation and generation always run without dropout.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from .backend import Array, dtype_of
 from .block import Block
 from .config import ModelConfig
+from .dropout import Dropout
 from .embedding import Embedding, check_token_ids
 from .head import OutputHead
 from .kv_cache import KVCache
@@ -40,6 +46,7 @@ class Transformer(Module):
             self.wpe = LearnedPositions(config.block_size, config.n_embd, rng, dtype)
         elif config.positions == "sinusoidal":
             self.wpe = SinusoidalPositions(config.block_size, config.n_embd, dtype)
+        self.drop = Dropout(config.dropout)  # on the embeddings' sum; off until model.train(rng)
         self.blocks = [Block(config, rng, dtype, layer) for layer in range(config.n_layer)]
         # post-norm blocks already end in a norm; pre-norm needs one before the head
         self.norm_f = make_norm(config, dtype) if config.norm_placement == "pre" else None
@@ -82,6 +89,7 @@ class Transformer(Module):
         x = self.wte(idx)  # (B, T, C)
         if self.wpe is not None:
             x = x + self.wpe(T, start)  # (B, T, C)
+        x = self.drop(x)  # dropout on the embeddings' sum (training only)
         for block in self.blocks:
             x = block(x, pad_mask, kv_cache)  # (B, T, C)
         if kv_cache is not None:
@@ -104,9 +112,35 @@ class Transformer(Module):
             dx = self.norm_f.backward(dx)
         for block in reversed(self.blocks):
             dx = block.backward(dx)
+        dx = self.drop.backward(dx)
         if self.wpe is not None:
             self.wpe.backward(dx)
         self.wte.backward(dx)
+
+    def train(self, rng: np.random.Generator) -> "Transformer":
+        """Training mode: every Dropout in the model draws its masks from ``rng`` (pass the training
+        loop's generator, so that a run resumed from a checkpoint draws the same masks)."""
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("train mode needs an explicit numpy.random.Generator for the dropout masks, "
+                            "e.g. model.train(np.random.default_rng(0))")
+        for module in self.dropouts():
+            module.rng = rng
+        return self
+
+    def eval(self) -> "Transformer":
+        """Evaluation mode (a new model's mode): no dropout, no random numbers drawn."""
+        for module in self.dropouts():
+            module.rng = None
+        return self
+
+    @property
+    def training(self) -> bool:
+        return any(module.rng is not None for module in self.dropouts())
+
+    def dropouts(self) -> list[Dropout]:
+        """Every Dropout module, in the order a forward pass applies them: the embeddings', then
+        per block the attention weights', the attention branch's and the feed-forward branch's."""
+        return [m for _, m in self.named_modules() if isinstance(m, Dropout)]
 
     def new_kv_cache(self, batch_size: int) -> KVCache:
         c = self.config

@@ -8,6 +8,9 @@ One step (with lr from ``lr_schedule``: linear warm-up, then cosine decay):
     model.zero_grad(); model.backward(dlogits)
     clip_grad_norm(grads, grad_clip); optimizer.step()
 
+The model is in training mode (``model.train(rng)``: dropout on, masks drawn from rng after the
+batch) only for the forward and backward pass of a step, and in evaluation mode otherwise.
+
 Every ``eval_every`` steps the model is scored on the validation split (``evaluate``)
 and a record is added to the History. Evaluation draws no random numbers, so it cannot
 change what training sees: a run resumed at step k from a checkpoint (weights, optimizer
@@ -158,6 +161,7 @@ def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=Non
             lr = lr_schedule(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
             optimizer.lr = lr
             batch = task.batch("train", cfg.batch_size, rng)
+            model.train(rng)  # dropout (if any) draws its masks after the batch, from the same generator
             logits = model.forward(xp.asarray(batch.idx))  # (B, T, vocab_size)
             loss, cache = plugged(cross_entropy_forward)(logits, xp.asarray(batch.targets), xp.asarray(batch.loss_mask))
             if not math.isfinite(loss):
@@ -172,6 +176,7 @@ def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=Non
             history.add_step(loss, lr)
             history.seconds = time.perf_counter() - t0
             done = step + 1
+            model.eval()  # between steps, and for evaluation and callbacks: no dropout
             if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
                 metrics = evaluate(model, task, "val", max_problems=cfg.eval_size)
                 previous = history.last["step"] if history.last else 0
@@ -186,5 +191,6 @@ def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=Non
             if callback is not None:
                 callback(done, model, optimizer, rng, history)
     finally:
+        model.eval()  # the model leaves training in evaluation mode, even after an error
         bar.close()
     return history

@@ -37,6 +37,7 @@ MODEL_HELP = {
     "rope_base": "RoPE's base wavelength: larger spreads the rotation frequencies further",
     "dtype": "float32 (fast) or float64 (exact enough for gradient checks)",
     "n_kv_head": "key/value heads (llama): n_head by default, 1 for multi-query, a divisor of n_head for grouped-query",
+    "dropout": "probability of zeroing a unit during training steps (GPT-2: 0.1); evaluation never drops (default 0)",
 }
 TRAIN_HELP = {
     "steps": "optimizer steps in all (a resumed run continues up to this)",

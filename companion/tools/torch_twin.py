@@ -42,9 +42,11 @@ def _torch():
 def build_torch_model(config):
     """An nn.Module with the architecture of ``Transformer(config)``, in the config's dtype.
 
-    ``forward(idx, targets=None, mask=None, pad_mask=None) -> (logits, loss)``: idx (B, T)
-    int64; targets (B, T); mask (B, T), 1 where a target counts (the companion's loss mask);
-    pad_mask (B, T), True at real tokens. loss is None when targets is None."""
+    ``forward(idx, targets=None, mask=None, pad_mask=None, dropout_masks=None) -> (logits, loss)``:
+    idx (B, T) int64; targets (B, T); mask (B, T), 1 where a target counts (the companion's loss
+    mask); pad_mask (B, T), True at real tokens; dropout_masks, the companion model's scaled masks
+    after a training-mode forward (``[d.mask for d in model.dropouts()]``, None where nothing was
+    dropped). loss is None when targets is None."""
     torch = _torch()
     nn, F = torch.nn, torch.nn.functional
     dtype = getattr(torch, config.dtype)
@@ -53,6 +55,10 @@ def build_torch_model(config):
         if config.norm == "rmsnorm":
             return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
         return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
+
+    def dropped(x, mask):
+        """x times a given scaled dropout mask; x itself when there is none (evaluation)."""
+        return x if mask is None else x * mask
 
     class CausalSelfAttention(nn.Module):
         def __init__(self):
@@ -73,7 +79,7 @@ def build_torch_model(config):
             out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, T, hs/2, 2)
             return out.flatten(-2)  # (B, nh, T, hs): pairs back in place
 
-        def forward(self, x, pad_mask=None):
+        def forward(self, x, pad_mask=None, drop=None):
             B, T, C = x.shape
             nh, hs, nkv = config.n_head, C // config.n_head, config.n_kv_head
             q, k, v = self.c_attn(x).split([C, nkv * hs, nkv * hs], dim=2)  # (B, T, C), (B, T, nkv hs) x 2
@@ -85,18 +91,20 @@ def build_torch_model(config):
             # grouped-query attention: query head h reads key/value head h // (nh // nkv)
             if nkv != nh:
                 k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)  # (B, nh, T, hs)
-            if pad_mask is None:  # what a PyTorch user writes: the fused kernel, causal
+            if pad_mask is None and drop is None:  # what a PyTorch user writes: the fused kernel, causal
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
             else:
                 att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
                 allowed = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
-                allowed = allowed & pad_mask.bool()[:, None, None, :]  # (B, 1, T, T)
+                if pad_mask is not None:
+                    allowed = allowed & pad_mask.bool()[:, None, None, :]  # (B, 1, T, T)
                 att = att.masked_fill(~allowed, float("-inf"))
                 # a query that may see nothing (padding only) gets all-zero weights, as in the companion
                 # (SDPA would give NaN there, so this path spells attention out)
                 any_key = allowed.any(dim=-1, keepdim=True)  # (B, 1, T, 1)
                 att = torch.where(any_key, att, torch.zeros((), dtype=att.dtype))
                 att = F.softmax(att, dim=-1) * any_key  # (B, nh, T, T)
+                att = dropped(att, drop)  # the companion's scaled dropout mask on the weights
                 y = att @ v  # (B, nh, T, hs)
             y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side
             return self.c_proj(y)
@@ -131,12 +139,13 @@ def build_torch_model(config):
                 self.norm2 = make_norm()
                 self.ffn = SwiGLU() if config.ffn == "swiglu" else MLP()
 
-        def forward(self, x, pad_mask=None):
+        def forward(self, x, pad_mask=None, drops=(None, None, None)):
+            d_att, d1, d2 = drops
             if config.norm_placement == "pre":
-                x = x + self.attn(self.norm1(x), pad_mask)
-                return x if config.attn_only else x + self.ffn(self.norm2(x))
-            x = self.norm1(x + self.attn(x, pad_mask))
-            return x if config.attn_only else self.norm2(x + self.ffn(x))
+                x = x + dropped(self.attn(self.norm1(x), pad_mask, d_att), d1)
+                return x if config.attn_only else x + dropped(self.ffn(self.norm2(x)), d2)
+            x = self.norm1(x + dropped(self.attn(x, pad_mask, d_att), d1))
+            return x if config.attn_only else self.norm2(x + dropped(self.ffn(x), d2))
 
     class Head(nn.Module):
         def __init__(self):
@@ -159,8 +168,14 @@ def build_torch_model(config):
                 if p.ndim >= 2:
                     nn.init.normal_(p, 0.0, 0.02)
 
-        def forward(self, idx, targets=None, mask=None, pad_mask=None):
+        def forward(self, idx, targets=None, mask=None, pad_mask=None, dropout_masks=None):
             B, T = idx.shape
+            # dropout is not drawn here: the companion's scaled masks (model.dropout_masks()), in its
+            # order (embeddings, then per block: attention weights, attention branch, feed-forward
+            # branch), are multiplied in where the companion applies them, so both see the same units
+            if dropout_masks is None:
+                dropout_masks = [None] * (1 + 3 * config.n_layer)
+            drops = [None if d is None else torch.as_tensor(d).to(dtype) for d in dropout_masks]
             if T > config.block_size:
                 raise ValueError(f"sequence too long: {T} tokens exceed block_size {config.block_size}")
             x = self.wte(idx)  # (B, T, C)
@@ -168,8 +183,9 @@ def build_torch_model(config):
                 x = x + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
             elif config.positions == "sinusoidal":
                 x = x + self.sinusoidal[:T].to(x.dtype)  # (B, T, C)
-            for block in self.blocks:
-                x = block(x, pad_mask)  # (B, T, C)
+            x = dropped(x, drops[0])
+            for i, block in enumerate(self.blocks):
+                x = block(x, pad_mask, drops[1 + 3 * i : 4 + 3 * i])  # (B, T, C)
             if self.norm_f is not None:
                 x = self.norm_f(x)
             if self.head.proj is not None:

@@ -39,6 +39,9 @@ table.cvx-matrix td{padding:0;border:1px solid #fff}
 table.cvx-matrix th{font-weight:normal;font-family:monospace;padding:0 3px;border:none;background:none}
 table.cvx-matrix th.cvx-col{writing-mode:vertical-rl;height:auto}
 table.cvx-matrix th.cvx-row{cursor:pointer;text-align:right}
+button.cvx-pick{font:inherit;color:inherit;background:none;border:none;padding:0;cursor:pointer}
+.cvx-root button:focus-visible,.cvx-root select:focus-visible,.cvx-root input:focus-visible{outline:2px solid #0072B2;
+  outline-offset:1px}
 table.cvx-matrix tr.cvx-query th{color:#c00;font-weight:bold}
 table.cvx-matrix tr.cvx-query td{border-top:2px solid #c00;border-bottom:2px solid #c00}
 table.cvx-small td{border:none}

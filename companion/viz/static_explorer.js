@@ -1,6 +1,9 @@
 // The static attention explorer: draws precomputed attention weights with no kernel and no library.
 // Python (companion/viz/static.py) writes the data as JSON next to this script; every control
 // below only chooses which precomputed matrix to draw, so the page works offline, anywhere.
+// Every control is a real form element (<select>, <input type=range>, <button>) with a label and an
+// aria-label, so it is reached with Tab and operated with the arrow keys, Enter or Space; the
+// details panel is a live region, so a screen reader announces what the new choice shows.
 (function () {
   "use strict";
 
@@ -13,7 +16,7 @@
 
   function select(label, options, onChange) {
     var wrap = el("label", { "class": "cvx-control" }, label + " ");
-    var s = el("select", { "data-control": label });
+    var s = el("select", { "data-control": label, "aria-label": label });
     options.forEach(function (o) { s.appendChild(el("option", { value: String(o[1]) }, o[0])); });
     s.addEventListener("change", function () { onChange(s.value); });
     wrap.appendChild(s);
@@ -26,8 +29,8 @@
   }
 
   // One head's (T, T) matrix as a table: row i = query token, column j = key token.
-  function matrixTable(data, m, labels, query, big, onPick) {
-    var t = el("table", { "class": big ? "cvx-matrix" : "cvx-matrix cvx-small" });
+  function matrixTable(data, m, labels, query, big, onPick, caption) {
+    var t = el("table", { "class": big ? "cvx-matrix" : "cvx-matrix cvx-small", "aria-label": caption });
     var size = big ? (m.length > 40 ? 8 : 18) : (m.length > 40 ? 3 : 7);  // long inputs: smaller cells
     if (big) {
       var head = el("tr");
@@ -38,7 +41,11 @@
     m.forEach(function (row, i) {
       var tr = el("tr", i === query ? { "class": "cvx-query" } : {});
       if (big) {
-        var th = el("th", { "class": "cvx-row", title: "click: what token " + i + " attends to" }, labels[i]);
+        // a real button: Tab reaches it, Enter or Space picks this query (a click on the cell works too)
+        var th = el("th", { "class": "cvx-row", title: "click: what token " + i + " attends to" });
+        th.appendChild(el("button", { type: "button", "class": "cvx-pick", "data-row": String(i),
+          "aria-label": "query " + i + ": " + labels[i] + ", show what it attends to",
+          "aria-pressed": i === query ? "true" : "false" }, labels[i]));
         th.addEventListener("click", function () { onPick(i); });
         tr.appendChild(th);
       }
@@ -73,7 +80,7 @@
     var state = { text: 0, layer: 0, head: 0, snap: data.snapshots.length - 1, query: null };
     var controls = el("div", { "class": "cvx-controls" });
     var view = el("div", { "class": "cvx-view", "data-role": "heatmap" });
-    var side = el("div", { "class": "cvx-side", "data-role": "details" });
+    var side = el("div", { "class": "cvx-side", "data-role": "details", "aria-live": "polite" });
     var querySel;
 
     function labels() { return data.labels[state.text]; }
@@ -99,7 +106,8 @@
         W.forEach(function (m, h) {
           var cell = el("div", { "class": "cvx-grid-cell" });
           cell.appendChild(el("div", {}, "head " + h));
-          cell.appendChild(matrixTable(data, m, labels(), q, false));
+          cell.appendChild(matrixTable(data, m, labels(), q, false, null,
+            "attention weights of layer " + state.layer + ", head " + h));
           grid.appendChild(cell);
         });
         view.appendChild(grid);
@@ -109,7 +117,10 @@
       } else {
         view.appendChild(matrixTable(data, W[state.head], labels(), q, true, function (i) {
           state.query = i; querySel.input.value = String(i); draw();
-        }));
+          var again = view.querySelector("button[data-row='" + i + "']");  // the table was redrawn:
+          if (again) again.focus();                                         // keep the keyboard's place
+        }, "attention weights of layer " + state.layer + ", head " + state.head +
+           ": row i is the query token, column j the key token it attends to"));
         row = W[state.head][q];
       }
       var order = row.map(function (x, j) { return [x, j]; })
@@ -137,10 +148,12 @@
     if (data.snapshots.length > 1) {
       var wrap = el("label", { "class": "cvx-control" }, "training step ");
       var slider = el("input", { type: "range", min: "0", max: String(data.snapshots.length - 1),
-        value: String(state.snap), "data-control": "snapshot" });
+        value: String(state.snap), "data-control": "snapshot", "aria-label": "training step",
+        "aria-valuetext": data.snapshots[state.snap] });
       var shown = el("span", { "class": "cvx-step" }, data.snapshots[state.snap]);
       slider.addEventListener("input", function () {
-        state.snap = +slider.value; shown.textContent = data.snapshots[state.snap]; draw();
+        state.snap = +slider.value; shown.textContent = data.snapshots[state.snap];
+        slider.setAttribute("aria-valuetext", data.snapshots[state.snap]); draw();
       });
       wrap.appendChild(slider);
       wrap.appendChild(shown);

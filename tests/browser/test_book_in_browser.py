@@ -7,9 +7,12 @@ Run after the book is built (``make test`` runs it after the strict build):
 A local HTTP server on 127.0.0.1 serves _build/html; every request elsewhere is refused and
 counted as a failure, so the test also proves that the pages need no network. For the index and
 every chapter it checks: no console errors, math rendered by MathJax (output elements present, no
-math errors, no raw TeX left), every image loaded (naturalWidth > 0). On the attention chapter it
+math errors, no raw TeX left), every image loaded (naturalWidth > 0) and described (a figure caption,
+or alt text that is not just its file name). On the attention chapter it
 picks another head in the attention explorer and checks that the shown weights change (and are a
-causal map: rows sum to 1, zeros above the diagonal). Screenshots go to _build/screenshots/.
+causal map: rows sum to 1, zeros above the diagonal), then does the same from the keyboard alone
+(focus the head control, press ArrowDown; Enter on a row's button picks that query). Screenshots go to
+_build/screenshots/.
 
 Chromium comes from the system package manager (apt-get install chromium); Playwright never
 downloads a browser here. Where Chromium is absent the test SKIPS and says so, except under CI
@@ -21,6 +24,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -118,9 +122,23 @@ def wait_for_math(page) -> dict:
 
 
 def images(page) -> list[dict]:
+    """Every image: its size once loaded, its alt text, and the caption of the figure around it (the
+    page's content only, where a figure caption or alt text is owed; the theme's logo is outside)."""
     page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
     page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=20_000)
-    return page.evaluate("() => [...document.images].map(i => ({src: i.src, w: i.naturalWidth}))")
+    return page.evaluate("""() => [...document.images].map(i => {
+        const fig = i.closest('figure'), cap = fig && fig.querySelector('figcaption');
+        return {src: i.src, w: i.naturalWidth, content: !!i.closest('main'),
+                alt: (i.getAttribute('alt') || '').trim(), caption: cap ? cap.textContent.trim() : ''};
+    })""")
+
+
+def described(image: dict) -> bool:
+    """A figure caption, or alt text that says something: not empty and not a file name (Sphinx
+    writes an image's path as its alt text when a cell gives none)."""
+    alt = image["alt"]
+    file_like = re.search(r"\.(png|svg|jpe?g|gif|webp)$", alt, re.IGNORECASE) or alt in image["src"]
+    return bool(image["caption"]) or bool(alt and not file_like)
 
 
 def test_book_has_pages():
@@ -144,6 +162,9 @@ def test_page_renders_cleanly(browser, server, page_path):
         assert math["errors"] == 0, f"{page_path}: MathJax reported {math['errors']} TeX errors"
     broken = [i["src"] for i in imgs if i["w"] == 0]
     assert not broken, f"{page_path}: images that did not load: {broken}"
+    silent = [i["src"].rsplit("/", 1)[-1] for i in imgs if i["content"] and not described(i)]
+    assert not silent, (f"{page_path}: figures with neither a caption nor alt text (give the cell "
+                        f"`mystnb: figure: caption:` and `image: alt:` metadata): {silent}")
     if page_path.startswith("book/0"):  # a chapter: it has at least one figure computed by the page
         assert imgs, f"{page_path}: a chapter should show at least one figure"
 
@@ -179,6 +200,16 @@ def test_attention_explorer_responds(browser, server):
         assert root.locator(".cvx-view table.cvx-matrix").count() >= 2, "'all' heads should show one map per head"
         root.locator("select[data-control=head]").select_option("0")
         assert shown_weights(page, root) == before, "going back to head 0 should show head 0 again"
+        head = root.locator("select[data-control=head]")  # the keyboard alone: focus, then a key
+        head.focus()
+        page.keyboard.press("ArrowDown")
+        assert head.input_value() == "1" and shown_weights(page, root) == after, \
+            "ArrowDown on the focused head control did not show head 1"
+        root.locator("button.cvx-pick").nth(1).focus()
+        page.keyboard.press("Enter")
+        assert root.locator("select[data-control='query token']").input_value() == "1", \
+            "Enter on a row's button did not pick that query token"
+        head.select_option("0")
         slider = root.locator("input[data-control=snapshot]")
         if slider.count():  # the explorer replays training: the first snapshot shows other weights
             slider.evaluate("s => { s.value = s.min; s.dispatchEvent(new Event('input')); }")

@@ -94,3 +94,38 @@ def test_picking_a_query_lists_what_it_attends_to(page_and_explorer):
     assert page.locator("select[data-control='query token']").input_value() == "4"
     assert page.locator("tr.cvx-query th").inner_text() == rec.labels[4]
     assert not problems, problems
+
+
+def test_every_control_is_labelled_and_works_from_the_keyboard(page_and_explorer):
+    # focus a control, press a key, and the displayed weights change: no mouse anywhere
+    page, ex, problems = page_and_explorer
+    page.select_option("select[data-control=input]", "0")
+    page.select_option("select[data-control=head]", "0")
+    page.select_option("select[data-control=layer]", "0")
+    page.locator("input[data-control=snapshot]").evaluate(
+        "s => { s.value = s.max; s.dispatchEvent(new Event('input')); }")
+    final = len(ex.records) - 1
+    unlabelled = page.evaluate("() => [...document.querySelectorAll('.cvx-root select, .cvx-root input, "
+                               ".cvx-root button')].filter(e => !e.getAttribute('aria-label') || !e.closest('label, th'))"
+                               ".map(e => e.outerHTML.slice(0, 80))")
+    assert not unlabelled, unlabelled
+    head = page.locator("select[data-control=head]")
+    head.focus()
+    page.keyboard.press("ArrowDown")  # head 0 -> head 1
+    assert head.input_value() == "1"
+    np.testing.assert_allclose(shown(page), ex.records[final][0].weights[0, 1], atol=6e-4)
+    slider = page.locator("input[data-control=snapshot]")
+    slider.focus()
+    page.keyboard.press("ArrowLeft")  # back one training snapshot
+    assert slider.input_value() == "0" and slider.get_attribute("aria-valuetext") == "step 0"
+    np.testing.assert_allclose(shown(page), ex.records[0][0].weights[0, 1], atol=6e-4)
+    page.keyboard.press("Tab")  # the row buttons come after the controls, in document order
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    focused = page.evaluate("() => document.activeElement.dataset.row")
+    assert focused == "3", focused
+    page.keyboard.press("Enter")  # query token 3, picked from the keyboard
+    assert page.locator("select[data-control='query token']").input_value() == "3"
+    assert page.locator("[data-role=details]").inner_text().startswith(f"query 3: {ex.records[0][0].labels[3]}")
+    assert page.evaluate("() => document.activeElement.dataset.row") == "3"  # focus kept after the redraw
+    assert not problems, problems
