@@ -8,7 +8,9 @@ Attention-pattern scores (Olsson et al. 2022), for weights ``att`` (B, nh, T, T)
     previous-token score   mean over queries i >= 1 of att[i, i-1]
     induction score        on a sequence whose second half repeats its first half (period n),
                            mean over queries i >= n of att[i, i-n+1]: the token that followed
-                           the current token's earlier occurrence, which is what comes next
+                           the current token's earlier occurrence, which is what comes next;
+                           with ``offset`` k, the weight on key i-n+k instead (a head that reads
+                           the same token from a neighbouring position scores at its own k)
 
 Ablation: a head's output reaches the residual stream only through its own hs rows of the
 output projection c_proj (the heads' outputs are concatenated, then multiplied by W_O). So
@@ -66,9 +68,10 @@ def induction_scores(att: np.ndarray, period, stop=None, offset: int = 1) -> np.
                          f"{int(periods.min())} (a key that exists and is not in the future), got {offset}")
     per_sequence = []
     for b, p in enumerate(periods):
-        i = xp.arange(max(int(p), int(p) - offset), min(int(stops[b]), T))  # queries whose key i - p + offset >= 0
-        if len(i) == 0:
+        first, stop_b = max(int(p), int(p) - offset), min(int(stops[b]), T)  # queries whose key i - p + offset >= 0
+        if stop_b <= first:
             raise ValueError(f"no query between the period {int(p)} and stop {int(stops[b])} has key i - p + {offset}")
+        i = xp.arange(first, stop_b)  # on the device, with att
         per_sequence.append(to_numpy(att[b, :, i, i - int(p) + offset].mean(axis=0)))  # (nh,)
     return np.mean(per_sequence, axis=0)
 
