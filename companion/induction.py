@@ -1,7 +1,7 @@
 """Random tokens repeated: the task on which induction heads form (Olsson et al. 2022).
 
 Each sequence draws a period p (its own, between ``min_period`` and ``max_period``) and p random
-tokens, then repeats them until the sequence is full:
+tokens, all different (drawn without replacement), then repeats them until the sequence is full:
 
     seq = [a b c d e | a b c d e | a b ...]      (T + 1 tokens; idx = seq[:T], targets = seq[1:])
 
@@ -9,7 +9,9 @@ The first p tokens are unpredictable: the best loss on them is ln(number of toke
 From position p on, every token is a copy of the token p places earlier, so a model that finds
 "the token that followed the previous occurrence of the current token" predicts it exactly: the
 induction mechanism. Because p changes from sequence to sequence, the offset to look back is not
-a fixed position, and no purely positional head can solve it.
+a fixed position, and no purely positional head can solve it. The tokens of a period are all
+different so that every token of the repeat has exactly one earlier occurrence to follow: with
+repeats inside a period, "what followed this token before" would be ambiguous.
 
     repeated mask   targets at t >= p      (the next token repeats one seen before)
     first mask      targets at t <= p - 2  (the next token is new and random)
@@ -49,11 +51,15 @@ def repeated_tokens(rng: np.random.Generator, batch_size: int, seq_len: int, voc
                          f"{min_period}, max_period {max_period}, seq_len {seq_len}")
     if not 0 <= first_id < vocab_size - 1:
         raise ValueError(f"first_id must leave at least two token ids below vocab_size {vocab_size}, got {first_id}")
+    if max_period > vocab_size - first_id:
+        raise ValueError(f"a period's tokens are all different, so max_period {max_period} cannot exceed the "
+                         f"{vocab_size - first_id} token ids first_id..vocab_size-1")
     B, T = batch_size, seq_len
     periods = rng.integers(min_period, max_period + 1, size=B)  # (B,)
-    fresh = rng.integers(first_id, vocab_size, size=(B, T + 1))  # (B, T + 1) random tokens
+    n_ids = vocab_size - first_id
+    fresh = rng.random((B, n_ids)).argsort(axis=1)[:, :max_period] + first_id  # (B, max_period) distinct per row
     pos = np.arange(T + 1)  # (T + 1,)
-    source = pos[None, :] % periods[:, None]  # (B, T + 1): position p + k copies position k
+    source = pos[None, :] % periods[:, None]  # (B, T + 1): position p + k copies position k < p <= max_period
     seq = np.take_along_axis(fresh, source, axis=1)  # (B, T + 1)
     t = np.arange(T)[None, :]  # (1, T): target at t is seq[t + 1]
     repeated = (t >= periods[:, None]).astype(np.float64)  # (B, T)
@@ -61,9 +67,14 @@ def repeated_tokens(rng: np.random.Generator, batch_size: int, seq_len: int, voc
     return RepeatBatch(seq[:, :T], seq[:, 1:], periods, repeated, first)
 
 
+OFFSETS = (-1, 0, 1, 2, 3)  # key i - p + k: the induction key (k = 1) and its neighbours
+
+
 def measure(model, batch: RepeatBatch) -> dict:
     """One forward pass: the loss on the repeated and on the first part, and each head's
-    previous-token and induction scores, (n_layer, n_head) each."""
+    previous-token and induction scores, (n_layer, n_head) each; ``by_offset`` holds the weight
+    on key i - p + k for each k in OFFSETS, (len(OFFSETS), n_layer, n_head), of which ``induction``
+    is k = 1."""
     logits = model.forward(batch.idx)  # (B, T, V)
     repeated_loss, _ = cross_entropy_forward(logits, batch.targets, batch.repeated)
     first_loss, _ = cross_entropy_forward(logits, batch.targets, batch.first)
@@ -74,6 +85,8 @@ def measure(model, batch: RepeatBatch) -> dict:
         "previous_token": np.array([previous_token_scores(a) for a in atts]),  # (n_layer, n_head)
         # the first repeat only: there, each query's token has exactly one earlier occurrence
         "induction": np.array([induction_scores(a, batch.periods, 2 * batch.periods) for a in atts]),
+        "by_offset": np.array([[induction_scores(a, batch.periods, 2 * batch.periods, offset=k) for a in atts]
+                               for k in OFFSETS]),
     }
 
 

@@ -35,8 +35,10 @@ from companion.grading import check
 # token at position `i >= p` equals the one at `i - p`. An induction head, at query `i`, looks at the
 # token that *followed* the current token's previous occurrence: key `i - p + 1`.
 #
-# Return, for every head, the weight on that key, averaged first over the queries `i = p .. T-1` of
-# each sequence and then over the sequences: an array of shape `(n_head,)`.
+# Return, for every head, the weight on that key, averaged first over the queries of the *first
+# repeat* of each sequence, `i = p .. min(2p, T) - 1`, and then over the sequences: an array of shape
+# `(n_head,)`. (Later repeats give a query several earlier occurrences to split its attention over;
+# on the first repeat each has exactly one. The chapter scores its heads the same way.)
 
 
 # %%

@@ -32,8 +32,10 @@ from companion.grading import check
 # token at position `i >= p` equals the one at `i - p`. An induction head, at query `i`, looks at the
 # token that *followed* the current token's previous occurrence: key `i - p + 1`.
 #
-# Return, for every head, the weight on that key, averaged first over the queries `i = p .. T-1` of
-# each sequence and then over the sequences: an array of shape `(n_head,)`.
+# Return, for every head, the weight on that key, averaged first over the queries of the *first
+# repeat* of each sequence, `i = p .. min(2p, T) - 1`, and then over the sequences: an array of shape
+# `(n_head,)`. (Later repeats give a query several earlier occurrences to split its attention over;
+# on the first repeat each has exactly one. The chapter scores its heads the same way.)
 
 
 # %%
@@ -44,7 +46,7 @@ def induction_scores(att, periods):
     per_sequence = []
     for b in range(B):
         p = int(periods[b])
-        i = np.arange(p, T)  # queries whose token occurred p places earlier
+        i = np.arange(p, min(2 * p, T))  # the first repeat: each query's token occurred once before, p back
         per_sequence.append(att[b, :, i, i - p + 1].mean(axis=0))  # (n_head,)
     return np.mean(per_sequence, axis=0)
     # END SOLUTION

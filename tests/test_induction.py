@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from companion.config import preset
-from companion.induction import first_step_above, first_step_below, measure, repeated_tokens
+from companion.induction import OFFSETS, first_step_above, first_step_below, measure, repeated_tokens
 from companion.interpret import induction_scores
 from companion.model import Transformer
 
@@ -20,11 +20,14 @@ def test_each_sequence_repeats_its_own_period_and_the_masks_split_the_targets():
     for row, p in enumerate(b.periods):
         seq = np.append(b.idx[row], b.targets[row, -1])  # (T + 1,)
         np.testing.assert_array_equal(seq[p:], seq[:-p])  # period p exactly
+        assert len(set(seq[:p].tolist())) == p  # a period's tokens are all different: induction is unambiguous
         assert b.repeated[row].tolist() == [float(t >= p) for t in range(20)]
         assert b.first[row].tolist() == [float(t <= p - 2) for t in range(20)]
     assert np.all(b.repeated * b.first == 0)  # no target in both parts
     with pytest.raises(ValueError, match="max_period"):
         repeated_tokens(np.random.default_rng(0), 2, 10, 30, min_period=4, max_period=10)
+    with pytest.raises(ValueError, match="all different"):
+        repeated_tokens(np.random.default_rng(0), 2, 40, 12, min_period=4, max_period=10, first_id=4)
     with pytest.raises(TypeError, match="Generator"):
         repeated_tokens(0, 2, 10, 30)
 
@@ -49,6 +52,8 @@ def test_measure_reports_losses_and_per_head_scores_that_ablation_would_see():
     assert m["previous_token"].shape == m["induction"].shape == (2, 2)
     assert abs(m["repeated_loss"] - np.log(16)) < 0.5 and abs(m["first_loss"] - np.log(16)) < 0.5  # untrained
     assert np.all((m["induction"] > 0) & (m["induction"] < 1))
+    assert m["by_offset"].shape == (len(OFFSETS), 2, 2)
+    np.testing.assert_array_equal(m["by_offset"][OFFSETS.index(1)], m["induction"])  # k = 1 is the induction key
 
 
 def test_first_step_below_and_above():

@@ -30,6 +30,23 @@ def test_scores_on_hand_made_patterns():
         induction_scores(ind, T)
 
 
+def test_induction_scores_at_other_offsets_find_a_shifted_head():
+    T, n = 12, 4
+    shifted = np.zeros((1, 1, T, T))
+    shifted[0, 0, 0, 0] = 1
+    i = np.arange(1, T)
+    shifted[0, 0, i, np.maximum(i - n + 2, 0)] = 1  # query i looks at i - n + 2, one place late
+    assert induction_scores(shifted, n, offset=2)[0] == 1.0
+    assert induction_scores(shifted, n)[0] == 0.0  # the default offset 1 misses it
+    back = np.zeros((1, 1, T, T))
+    back[0, 0, np.arange(T), np.maximum(np.arange(T) - n - 1, 0)] = 1  # query i looks at i - n - 1
+    assert induction_scores(back, n, offset=-1)[0] == 1.0  # scored from query n + 1, whose key exists
+    with pytest.raises(ValueError, match="offset"):
+        induction_scores(shifted, n, offset=n + 1)  # a key in the future
+    with pytest.raises(ValueError, match="offset"):
+        induction_scores(shifted, n, offset=-n)
+
+
 def test_zero_ablation_through_the_output_rows_equals_zeroing_the_heads_values():
     model = model64()
     idx = np.random.default_rng(1).integers(0, 16, size=(2, 10))
@@ -85,3 +102,30 @@ def test_a_probe_reads_a_linear_label_and_not_a_shuffled_one():
     assert probe_accuracy(w_shuffled, X[400:], y[400:]) <= 0.5  # chance is 1/3
     with pytest.raises(ValueError, match="features"):
         fit_probe(X, y[:10], 3)
+
+
+def test_standardising_makes_the_probe_blind_to_the_streams_scale():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((600, 16))
+    y = X[:, :3].argmax(axis=1)
+    tiny = 1e-3 * X + 5.0  # a small stream with an offset, like a random model's
+    majority = np.bincount(y[400:]).max() / 200
+    # without standardising, ridge 1 swamps X^T X and the probe falls back to its bias: the majority class
+    assert probe_accuracy(fit_probe(tiny[:400], y[:400], 3, ridge=1.0), tiny[400:], y[400:]) <= majority + 0.05
+    w = fit_probe(tiny[:400], y[:400], 3, ridge=1.0, standardize=True)
+    assert probe_accuracy(w, tiny[400:], y[400:]) >= 0.8  # the same as on the unscaled stream
+    # the returned weights apply to raw features: the same predictions as a probe fitted on standardised ones
+    mu, sd = tiny[:400].mean(0), tiny[:400].std(0)
+    w_std = fit_probe((tiny[:400] - mu) / sd, y[:400], 3, ridge=1.0)
+    raw = np.hstack([tiny[400:], np.ones((200, 1))]) @ w
+    std = np.hstack([(tiny[400:] - mu) / sd, np.ones((200, 1))]) @ w_std
+    np.testing.assert_allclose(raw, std, atol=1e-8)
+
+
+def test_the_probes_bias_is_not_shrunk():
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((500, 4))
+    y = rng.integers(0, 3, size=500)
+    w = fit_probe(X, y, 3, ridge=1e12)  # the weights shrink to zero; the bias must not
+    np.testing.assert_allclose(w[:-1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(w[-1], np.bincount(y, minlength=3) / len(y), atol=1e-6)  # the class frequencies

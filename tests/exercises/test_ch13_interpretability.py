@@ -23,12 +23,12 @@ def random_attention(rng, B, nh, T):
     return e / e.sum(-1, keepdims=True)
 
 
-def reference(att, periods, offset=1, start=None):
+def reference(att, periods, offset=1, start=None, all_repeats=False):
     B, T = att.shape[0], att.shape[-1]
     out = []
     for b in range(B):
         p = int(periods[b])
-        i = np.arange(p if start is None else start, T)
+        i = np.arange(p if start is None else start, T if all_repeats else min(2 * p, T))  # the first repeat
         i = i[i - p + offset >= 0]
         out.append(att[b, :, i, i - p + offset].mean(axis=0))
     return np.mean(out, axis=0)
@@ -58,7 +58,7 @@ def test_induction_score_of_hand_made_heads(impl):
     expect_close(got[2:3], reference(att, [p])[2:3], "the uniform head's score",
                  bugs={"an average over every query, including those before the repeat (i < p)":
                        reference(att, [p], start=p - 1)[2:3]},
-                 hint="average only over queries i = p .. T-1 (the ones whose token occurred before)")
+                 hint="average only over queries i = p .. min(2p, T) - 1 (the first repeat)")
 
 
 @pytest.mark.exercise("13.1", "induction_scores")
@@ -69,13 +69,15 @@ def test_induction_score_with_a_period_per_sequence(impl):
     att = random_attention(rng, B, nh, T)
     periods = np.array([2, 3, 5, 6, 4])
     want = reference(att, periods)
-    flat = np.mean(np.concatenate([att[b, :, np.arange(p, T), np.arange(1, T - p + 1)] for b, p in enumerate(periods)]),
-                   axis=0)  # every query of every sequence pooled: a different average
+    flat = np.mean(np.concatenate([att[b, :, np.arange(p, min(2 * p, T)), np.arange(1, min(p + 1, T - p + 1))]
+                                   for b, p in enumerate(periods)]), axis=0)  # every query pooled: a different average
     got = impl.induction_scores(att.copy(), periods.copy())
     expect_close(got, want, "induction_scores on random attention with a period per sequence", bugs={
         "the same period (the first sequence's) for every sequence": reference(att, np.full(B, periods[0])),
         "the weight on key i - p instead of i - p + 1": reference(att, periods, offset=0),
         "queries before the repeat included (start at i = 0, not i = p)": reference(att, periods, start=0),
+        "every repeat averaged (queries up to T - 1), not the first repeat alone (up to 2p - 1)":
+            reference(att, periods, all_repeats=True),
         "all queries pooled before averaging, instead of a mean per sequence and then over sequences": flat,
     })
 
