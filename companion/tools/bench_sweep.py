@@ -116,6 +116,10 @@ def environment(batch_size: int = BATCH_SIZE, block_size: int = BLOCK_SIZE) -> d
 
 
 def git_commit() -> str:
+    """The commit measured: COMPANION_COMMIT when set (a copy of the tree without its .git, as on a
+    lent GPU machine), else what git says, else 'unknown'."""
+    if os.environ.get("COMPANION_COMMIT"):
+        return os.environ["COMPANION_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                              cwd=Path(__file__).resolve().parent)
