@@ -113,6 +113,15 @@ def add_at(target: Array, indices: Array, values: Array) -> None:
         numpy.add.at(target, indices, values)
 
 
+def pieces(n: int, size: int) -> list[slice]:
+    """Slices covering range(n): pieces of ``size`` on the CPU, so that the arrays of one piece stay
+    in a core's cache through several passes over them; one piece on a GPU (or its CPU double),
+    where there is no such cache to fit and every operation on a piece is a kernel launch."""
+    if BACKEND != "numpy":
+        return [slice(0, n)]
+    return [slice(start, start + size) for start in range(0, n, size)]
+
+
 def to_numpy(a) -> numpy.ndarray:
     """A NumPy copy of any backend array (for plotting, printing and saving)."""
     if BACKEND in ("cupy", "strict") and not isinstance(a, numpy.ndarray):

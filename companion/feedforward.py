@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .backend import Array, xp
+from .backend import Array, pieces, xp
 from .kernels import plugged
 from .linear import Linear
 from .module import Module
@@ -37,12 +37,11 @@ def gelu_forward(x: Array) -> tuple[Array, tuple]:
     Two speed-ups over ``0.5 * x * (1 + tanh(...))`` as one expression (see "Making NumPy
     fast"): every step works in place on arrays allocated once, instead of a fresh (..., H)
     array per operator; and the work goes a block of rows at a time, so that the block's arrays
-    stay in the CPU's cache through all the passes over them."""
+    stay in the CPU's cache through all the passes over them (on a GPU, one block: ``pieces``)."""
     H = x.shape[-1]
     x2 = x.reshape(-1, H)  # (N, H) view
     out, t = xp.empty_like(x2), xp.empty_like(x2)  # (N, H) each
-    for start in range(0, len(x2), GELU_BLOCK_ROWS):
-        rows = slice(start, start + GELU_BLOCK_ROWS)
+    for rows in pieces(len(x2), GELU_BLOCK_ROWS):
         _gelu_rows(x2[rows], t[rows], out[rows])
     return out.reshape(x.shape), (x, t.reshape(x.shape))
 
@@ -67,8 +66,7 @@ def gelu_backward(dout: Array, cache: tuple) -> Array:
     H = x.shape[-1]
     x2, t2, dout2 = x.reshape(-1, H), t.reshape(-1, H), dout.reshape(-1, H)  # (N, H) views
     dx = xp.empty_like(dout2)  # (N, H)
-    for start in range(0, len(dx), GELU_BLOCK_ROWS):
-        rows = slice(start, start + GELU_BLOCK_ROWS)
+    for rows in pieces(len(dx), GELU_BLOCK_ROWS):
         _gelu_grad_rows(x2[rows], t2[rows], dout2[rows], dx[rows])
     return dx.reshape(dout.shape)
 

@@ -16,8 +16,8 @@ to follow a schedule.
 Speed: a Transformer keeps all its parameters in one buffer (``module.pack_parameters``). Adam
 then sees that the arrays tile one buffer and runs its update on the buffer (its moments m and
 v are one buffer each, with a view per parameter for ``state_dict``), in pieces of ``CHUNK``
-numbers that fit in the CPU's cache: about ten NumPy operations per piece instead of about ten
-per parameter array, most of them tiny. Any other dict of arrays is updated one array at a
+numbers that fit in the CPU's cache (on a GPU, in one piece: ``backend.pieces``): about ten
+operations per piece instead of about ten per parameter array, most of them tiny. Any other dict of arrays is updated one array at a
 time, with the same arithmetic.
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .backend import Array, to_numpy, xp
+from .backend import Array, pieces, to_numpy, xp
 from .module import flat_layout
 
 # Elements per piece of the buffer that Adam updates at a time: 64k float32 numbers are 256 KiB,
@@ -132,8 +132,7 @@ class Adam(Optimizer):
                     g = g.copy()
                     for part in decayed:
                         g[part] += self.weight_decay * p[part]  # Adam: an L2 term in the gradient
-            for start in range(0, p.size, CHUNK):  # a piece at a time, so that its arrays stay in cache
-                part = slice(start, start + CHUNK)
+            for part in pieces(p.size, CHUNK):  # a piece at a time, so that its arrays stay in cache
                 self._update(p[part], g[part], m[part], v[part])
             return
         for name, p in self.params.items():

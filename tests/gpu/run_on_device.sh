@@ -15,7 +15,7 @@
 set -uo pipefail
 out="${1:?usage: bash tests/gpu/run_on_device.sh OUT_DIR}"
 mkdir -p "$out"
-export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/nvidia_smi.txt" 2>&1
 COMPANION_BACKEND=cupy CUPY_TF32=0 timeout 120 python -m companion.tools.bench_sweep --out "$out/smoke.json" \
     --max-params 2e5 --steps 1 > "$out/smoke.txt" 2>&1 || echo "smoke failed" >> "$out/smoke.txt"
