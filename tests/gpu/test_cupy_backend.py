@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(not gpu_available(), reason="needs CuPy and an N
 
 def run(scenario: str, backend: str, tmp_path: Path) -> dict:
     out = tmp_path / f"{scenario}-{backend}.json"
-    env = {**os.environ, "COMPANION_BACKEND": backend, "CUPY_TF32": "0", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "COMPANION_BACKEND": backend, "CUPY_TF32": "0", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "strict_scenarios.py"), scenario, str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{scenario} under {backend} failed:\n{proc.stderr[-3000:]}"
