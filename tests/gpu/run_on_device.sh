@@ -20,6 +20,6 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/nvi
 COMPANION_BACKEND=cupy CUPY_TF32=0 timeout 120 python -m companion.tools.bench_sweep --out "$out/smoke.json" \
     --max-params 2e5 --steps 1 > "$out/smoke.txt" 2>&1 || echo "smoke failed" >> "$out/smoke.txt"
 timeout 200 python -m pytest -q -x tests/gpu > "$out/cupy_tests.txt" 2>&1
-COMPANION_BACKEND=cupy CUPY_TF32=0 timeout 150 python -m companion.tools.bench_sweep --out "$out/gpu_sweep.json" --steps 5
-COMPANION_BACKEND=cupy CUPY_TF32=1 timeout 90 python -m companion.tools.bench_sweep --out "$out/gpu_sweep.json" --steps 5
+COMPANION_BACKEND=cupy CUPY_TF32=0 timeout 150 python -m companion.tools.bench_sweep --out "$out/gpu_sweep.json" --steps 20
+COMPANION_BACKEND=cupy CUPY_TF32=1 timeout 90 python -m companion.tools.bench_sweep --out "$out/gpu_sweep.json" --steps 20
 ls -l "$out"
