@@ -27,6 +27,9 @@ Why it is built this way:
 - Resuming reproduces the uninterrupted run exactly: the weights, Adam's moments and step count,
   and the generator's state are restored bit for bit, and the step tells the lr schedule where
   it was. (The train loop draws all of a step's randomness from that one generator.)
+- Older checkpoints keep loading. A parameter renamed since a file was written is translated in
+  one place, ``RENAMED`` below, in the weights and the optimizer state alike; a name that is not
+  in that table still fails, named.
 """
 
 from __future__ import annotations
@@ -48,7 +51,14 @@ from .model import Transformer
 from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "companion-checkpoint"
-VERSION = 1
+VERSION = 2
+# Parameter names that changed, by the format version that changed them: old name -> new name.
+# Version 2 names the embedding tables like every other parameter (``w``, as in Linear and the
+# norms); version 1 called them ``weight``. Loading a file of an older version renames its
+# ``param/<name>`` arrays and its optimizer state ``optim/<state>.<name>`` (``m.wte.weight``);
+# nothing else in the format changed, so a version-1 file loads with identical numbers.
+RENAMED = {2: {"wte.weight": "wte.w", "wpe.weight": "wpe.w"}}
+READABLE_VERSIONS = (1, 2)
 MANIFEST_FILE = "checkpoint.json"
 # The optimizers a checkpoint can rebuild, and the hyperparameters each one needs.
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
@@ -181,9 +191,12 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
         raise CheckpointError(str(err)) from err
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path / MANIFEST_FILE} is not a companion checkpoint (format {manifest.get('format')!r})")
-    if manifest.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint format version {manifest.get('version')!r} is not supported "
-                              f"(this companion reads version {VERSION})")
+    version = manifest.get("version")
+    if type(version) is not int or version not in READABLE_VERSIONS:  # JSON's true, 1.0 or "1" is not 1
+        newer = type(version) is int and version > VERSION
+        raise CheckpointError(f"checkpoint format version {version!r} is not supported (this companion reads "
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))})"
+                              + ("; it was written by a newer companion" if newer else ""))
     for key in ("config", "step", "files"):
         if key not in manifest:
             raise CheckpointError(f"checkpoint manifest is missing the field {key!r}")
@@ -193,7 +206,7 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
         config = ModelConfig.from_dict(_with_legacy_tie(manifest["config"]))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint config is invalid: {err}") from err
-    arrays = read_npz(files["state"])
+    arrays = _with_current_names(read_npz(files["state"]), version)
 
     # A throwaway generator builds the model; every weight is then overwritten from the file.
     model = Transformer(config, np.random.default_rng(0))
@@ -234,10 +247,39 @@ def _with_legacy_tie(stored):
     return {**stored, "tie_weights": LEGACY_TIE_WEIGHTS.get(family)} if family in LEGACY_TIE_WEIGHTS else stored
 
 
+def _with_current_names(arrays: dict, version: int) -> dict:
+    """The state file's arrays, with every parameter name renamed since ``version`` (``RENAMED``)
+    given today's name: ``param/wte.weight`` -> ``param/wte.w``, ``optim/m.wte.weight`` -> ``optim/m.wte.w``."""
+    tables = [RENAMED[v] for v in sorted(RENAMED) if v > version]
+    out, source = {}, {}
+    for key, a in arrays.items():
+        new = key
+        if key.startswith("param/"):
+            new = "param/" + _renamed(key[len("param/"):], tables)
+        elif key.startswith("optim/") and "." in key:  # optim/<state>.<parameter name>; optim/t has no name
+            state, name = key[len("optim/"):].split(".", 1)
+            new = f"optim/{state}.{_renamed(name, tables)}"
+        if new in out:
+            raise CheckpointError(f"the checkpoint holds both {source[new]} and {key}, which name the same "
+                                  f"array ({new}) in version {VERSION}: the file was not written by the companion")
+        out[new], source[new] = a, key
+    return out
+
+
+def _renamed(name: str, tables: list[dict]) -> str:
+    for table in tables:  # oldest first, so a name renamed twice ends at today's
+        name = table.get(name, name)
+    return name
+
+
 def _load_params(model: Transformer, arrays: dict) -> None:
     params = model.parameters()
     stored = {k[len("param/"):] for k in arrays if k.startswith("param/")}
     missing, extra = sorted(set(params) - stored), sorted(stored - set(params))
+    renamed = [f"{old!r} was renamed {new!r} in format version {v}, and this file says it is version {v} or later"
+               for v, table in RENAMED.items() for old, new in table.items() if old in extra]
+    if renamed:  # an old name in a file that says it is new: edited, or written by a mixed-up version
+        raise CheckpointError(f"checkpoint has parameter(s) {extra} that the config does not have: " + "; ".join(renamed))
     if missing:
         raise CheckpointError(f"checkpoint is missing parameter(s) {missing} that the config "
                               f"({model.config.family}, n_layer={model.config.n_layer}) needs")

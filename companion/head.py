@@ -28,12 +28,12 @@ class OutputHead(Module):
         """x (B, T, C) -> logits (B, T, vocab_size)."""
         if self.proj is not None:
             return self.proj(x)
-        logits, self.cache = plugged(linear_forward)(x, self._tied.params["weight"].T, None)  # (B, T, V)
+        logits, self.cache = plugged(linear_forward)(x, self._tied.params["w"].T, None)  # (B, T, V)
         return logits
 
     def backward(self, dlogits: Array) -> Array:
         if self.proj is not None:
             return self.proj.backward(dlogits)
         dx, dw, _ = plugged(linear_backward)(dlogits, self.cache)  # dw (C, V)
-        self._tied.grads["weight"] += dw.T  # the second use of the shared matrix
+        self._tied.grads["w"] += dw.T  # the second use of the shared matrix
         return dx

@@ -7,8 +7,8 @@ the token embedding. So the published weights drop in once the names are transla
     Hugging Face name (a GPT2LMHeadModel file; a GPT2Model file, such as the published
     openai-community/gpt2 one, has the same names without 'transformer.' and no lm_head)
     Hugging Face name                         companion name           layout
-    transformer.wte.weight                    wte.weight               (V, C), the same
-    transformer.wpe.weight                    wpe.weight               (block_size, C)
+    transformer.wte.weight                    wte.w                    (V, C), the same
+    transformer.wpe.weight                    wpe.w                    (block_size, C)
     transformer.h.{i}.ln_1.weight / .bias     blocks.{i}.norm1.w / .b
     transformer.h.{i}.attn.c_attn.weight      blocks.{i}.attn.c_attn.w (C, 3C): q, k, v side by side
     transformer.h.{i}.attn.c_proj.weight      blocks.{i}.attn.c_proj.w (C, C)
@@ -138,7 +138,7 @@ def config_from_gpt2(hf: dict) -> ModelConfig:
 
 def gpt2_names(config: ModelConfig) -> dict[str, str]:
     """companion parameter name -> Hugging Face name (the table in this module's docstring)."""
-    names = {"wte.weight": "transformer.wte.weight", "wpe.weight": "transformer.wpe.weight",
+    names = {"wte.w": "transformer.wte.weight", "wpe.w": "transformer.wpe.weight",
              "norm_f.w": "transformer.ln_f.weight", "norm_f.b": "transformer.ln_f.bias"}
     parts = {"norm1": "ln_1", "attn.c_attn": "attn.c_attn", "attn.c_proj": "attn.c_proj", "norm2": "ln_2",
              "ffn.c_fc": "mlp.c_fc", "ffn.c_proj": "mlp.c_proj"}

@@ -40,7 +40,7 @@ def rescale_init(model, embedding_std: float | None = None, weight_factor: float
         raise ValueError("rescaling a tied embedding would rescale the output head too: build the model "
                          "with tie_weights=False to change the embedding scale alone")
     for name, p in model.parameters().items():
-        if name in ("wte.weight", "wpe.weight"):
+        if name in ("wte.w", "wpe.w"):  # tested first: the tables are 2-D ".w" too, but not in a block
             if embedding_std is not None:
                 p *= embedding_std / 0.02
         elif name == "head.proj.w":

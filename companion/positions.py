@@ -36,16 +36,16 @@ class LearnedPositions(Module):
 
     def __init__(self, block_size: int, n_embd: int, rng, dtype):
         super().__init__()
-        self.add_param("weight", xp.asarray(rng.normal(0.0, 0.02, size=(block_size, n_embd)), dtype=dtype))
+        self.add_param("w", xp.asarray(rng.normal(0.0, 0.02, size=(block_size, n_embd)), dtype=dtype))
 
     def forward(self, T: int, start: int = 0) -> Array:
         pos = xp.arange(start, start + T)[None, :]  # (1, T)
-        out, self.cache = plugged(embedding_forward)(pos, self.params["weight"])  # (1, T, C)
+        out, self.cache = plugged(embedding_forward)(pos, self.params["w"])  # (1, T, C)
         return out
 
     def backward(self, dout: Array) -> None:
         """dout (B, T, C): every sequence in the batch used the same rows."""
-        self.grads["weight"] += plugged(embedding_backward)(dout.sum(axis=0, keepdims=True), self.cache)
+        self.grads["w"] += plugged(embedding_backward)(dout.sum(axis=0, keepdims=True), self.cache)
 
 
 class SinusoidalPositions(Module):

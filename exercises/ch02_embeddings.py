@@ -30,21 +30,21 @@ from companion.grading import check
 # %% [markdown]
 # ## Exercise 2.1: the embedding's backward pass
 #
-# The forward pass is `out = weight[idx]` with `idx (B, T)` and `weight (vocab_size, C)`; its
-# cache is `(idx, weight.shape)` (it is given below). Return `dweight`, shape
+# The forward pass is `out = w[idx]` with `idx (B, T)` and the table `w (vocab_size, C)`; its
+# cache is `(idx, w.shape)` (it is given below). Return `dw`, shape
 # `(vocab_size, C)`: each position's gradient `dout[b, t]` is added to row `idx[b, t]`. A
 # token that appears several times collects the sum of all its gradients. (Careful:
-# `dweight[idx] += dout` keeps only one of the repeated rows. Look at `np.add.at`.)
+# `dw[idx] += dout` keeps only one of the repeated rows. Look at `np.add.at`.)
 
 
 # %%
-def embedding_forward(idx, weight):
-    """Given: idx (B, T) ints, weight (vocab_size, C) -> (out (B, T, C), cache)."""
-    return weight[idx], (idx, weight.shape)
+def embedding_forward(idx, w):
+    """Given: idx (B, T) ints, w (vocab_size, C) -> (out (B, T, C), cache)."""
+    return w[idx], (idx, w.shape)
 
 
 def embedding_backward(dout, cache):
-    """dout (B, T, C), cache (idx, weight_shape) -> dweight (vocab_size, C)."""
+    """dout (B, T, C), cache (idx, w_shape) -> dw (vocab_size, C)."""
     raise NotImplementedError("Exercise 2.1: embedding_backward")
 
 

@@ -31,7 +31,7 @@ def train_steps() -> dict:
         companion.clip_grad_norm(model.gradients(), 1.0)
         opt.step()
         losses.append(float(loss))  # the one scalar a step sends to the host
-    return {"losses": losses, "wte": to_numpy(model.wte.params["weight"]).ravel()[:8].tolist()}
+    return {"losses": losses, "wte": to_numpy(model.wte.params["w"]).ravel()[:8].tolist()}
 
 
 def generation() -> dict:
@@ -63,7 +63,7 @@ def gradient_check() -> dict:
 def planted_leak() -> dict:
     model = companion.Transformer(companion.preset("tiny"), np.random.default_rng(0))
     try:
-        np.asarray(model.wte.params["weight"])  # a stray host conversion of a device array
+        np.asarray(model.wte.params["w"])  # a stray host conversion of a device array
     except TypeError as err:
         return {"caught": str(err)}
     return {"caught": None}

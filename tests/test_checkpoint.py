@@ -1,6 +1,8 @@
-"""Checkpoints: a round trip is exact, resuming is bit-for-bit, and every kind of bad file
-(truncated, tampered, mismatched, not a checkpoint) fails with an error that names the problem."""
+"""Checkpoints: a round trip is exact, resuming is bit-for-bit, a checkpoint of the previous format
+version loads with identical numbers, and every kind of bad file (truncated, tampered, mismatched,
+not a checkpoint) fails with an error that names the problem."""
 
+import io
 import json
 
 import numpy as np
@@ -66,10 +68,10 @@ def test_round_trip_restores_everything(tmp_path):
     assert ck.task == {"name": "listops", "n_args": 3} and ck.train_config == {"steps": 10, "lr": 0.01}
     assert ck.history == a_history()
     # the optimizer holds the loaded model's own arrays, so a step updates that model
-    before = ck.model.parameters()["wte.weight"].copy()
-    ck.model.gradients()["wte.weight"][...] = 1.0
+    before = ck.model.parameters()["wte.w"].copy()
+    ck.model.gradients()["wte.w"][...] = 1.0
     ck.optimizer.step()
-    assert not np.array_equal(before, ck.model.parameters()["wte.weight"])
+    assert not np.array_equal(before, ck.model.parameters()["wte.w"])
 
 
 def test_tied_weights_stay_tied_after_load(tmp_path):
@@ -238,7 +240,7 @@ def test_tampered_weights(ckdir):
     state = data_file(ckdir, "state")
     with np.load(state) as f:
         arrays = {k: f[k] for k in f.files}
-    arrays["param/wte.weight"][0, 0] += 1.0
+    arrays["param/wte.w"][0, 0] += 1.0
     with open(state, "wb") as f:
         np.savez(f, **arrays)
     with pytest.raises(CheckpointError, match="checksum mismatch"):
@@ -289,20 +291,20 @@ def test_missing_parameter(ckdir):
 
 
 def test_wrong_dtype(ckdir):
-    resave_state(ckdir, lambda a: a.__setitem__("param/wte.weight", a["param/wte.weight"].astype(np.float32)))
-    with pytest.raises(CheckpointError, match="wte.weight has dtype float32 .* says float64"):
+    resave_state(ckdir, lambda a: a.__setitem__("param/wte.w", a["param/wte.w"].astype(np.float32)))
+    with pytest.raises(CheckpointError, match="wte.w has dtype float32 .* says float64"):
         load_checkpoint(ckdir)
 
 
 def test_wrong_optimizer_state_shape(ckdir):
-    resave_state(ckdir, lambda a: a.__setitem__("optim/m.wte.weight", np.zeros((2, 2))))
-    with pytest.raises(CheckpointError, match="optimizer state .*m.wte.weight has shape"):
+    resave_state(ckdir, lambda a: a.__setitem__("optim/m.wte.w", np.zeros((2, 2))))
+    with pytest.raises(CheckpointError, match="optimizer state .*m.wte.w has shape"):
         load_checkpoint(ckdir)
 
 
 def test_missing_adam_moment(ckdir):
-    resave_state(ckdir, lambda a: a.pop("optim/v.wte.weight"))
-    with pytest.raises(CheckpointError, match="missing Adam moments for \\['wte.weight'\\]"):
+    resave_state(ckdir, lambda a: a.pop("optim/v.wte.w"))
+    with pytest.raises(CheckpointError, match="missing Adam moments for \\['wte.w'\\]"):
         load_checkpoint(ckdir)
 
 
@@ -314,8 +316,13 @@ def test_pickled_array_is_refused(ckdir):
 
 def test_unsupported_version(ckdir):
     rewrite_manifest(ckdir, lambda m: m.__setitem__("version", 99))
-    with pytest.raises(CheckpointError, match="version 99 is not supported"):
+    with pytest.raises(CheckpointError, match=r"version 99 is not supported \(this companion reads versions 1, 2\); "
+                                              "it was written by a newer companion"):
         load_checkpoint(ckdir)
+    for odd in ("1", True, 1.0):  # JSON's true, a float or a string is not version 1
+        rewrite_manifest(ckdir, lambda m: m.__setitem__("version", odd))
+        with pytest.raises(CheckpointError, match=f"version {odd!r} is not supported"):
+            load_checkpoint(ckdir)
 
 
 def test_bad_arguments_to_save(tmp_path):
@@ -378,3 +385,124 @@ def test_attn_only_is_stored_and_an_older_checkpoint_without_it_loads_with_its_f
     old = load_checkpoint(tmp_path / "old")
     assert old.config.attn_only is False and old.model.blocks[0].ffn is not None
     np.testing.assert_array_equal(old.model.forward(idx), full.forward(idx))
+
+
+# --- checkpoints of format version 1 (embedding tables named 'weight') ------------------------
+
+# What the version-1 writer called the two parameters that version 2 renamed. Written out here,
+# not imported from companion.checkpoint, so that the test holds the loader to the old files.
+VERSION_1_NAMES = {"wte.w": "wte.weight", "wpe.w": "wpe.weight"}
+
+
+def as_version_1(ckdir):
+    """Rewrite a checkpoint as the version-1 writer wrote it: the same arrays in the same order,
+    the embedding tables named 'wte.weight' and 'wpe.weight' among the weights (param/wte.weight)
+    and in the optimizer state (optim/m.wte.weight, optim/v.wte.weight, optim/buf.wpe.weight),
+    the state file named by its checksum, and "version": 1 in the manifest. Nothing else in the
+    format differed (checked once against files the version-1 code wrote for the same runs)."""
+    from companion.tools.checkpoint_files import write_data
+
+    def old_key(key):
+        group, _, rest = key.partition("/")
+        if group == "param":
+            return f"param/{VERSION_1_NAMES.get(rest, rest)}"
+        if group == "optim" and "." in rest:
+            state, name = rest.split(".", 1)
+            return f"optim/{state}.{VERSION_1_NAMES.get(name, name)}"
+        return key
+
+    state = data_file(ckdir, "state")
+    with np.load(state) as f:
+        arrays = {old_key(k): f[k] for k in f.files}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    state.unlink()
+    m = json.loads((ckdir / "checkpoint.json").read_text())
+    m["version"] = 1
+    m["files"]["state"] = write_data(ckdir, "state", buf.getvalue())
+    (ckdir / "checkpoint.json").write_text(json.dumps(m, indent=2) + "\n")
+    return sorted(arrays)
+
+
+@pytest.mark.parametrize("family, tied, opt_kind", [("gpt", False, "AdamW"), ("gpt", True, "SGD"), ("llama", True, "Adam")])
+def test_a_version_1_checkpoint_loads_with_identical_numbers_and_resumes_bit_for_bit(tmp_path, family, tied, opt_kind):
+    from companion import Adam
+
+    cfg = preset("tiny", family=family, tie_weights=tied, dtype="float64")
+
+    def make():
+        model = Transformer(cfg, np.random.default_rng(0))
+        if opt_kind == "SGD":
+            return model, SGD(model.parameters(), model.gradients(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+        return model, {"Adam": Adam, "AdamW": AdamW}[opt_kind](model.parameters(), model.gradients(), lr=1e-2,
+                                                               weight_decay=0.1)
+
+    model, opt = make()
+    whole = []
+    train_steps(model, opt, np.random.default_rng(7), 0, 10, whole)
+
+    model, opt = make()
+    rng, first = np.random.default_rng(7), []
+    train_steps(model, opt, rng, 0, 4, first)
+    save_checkpoint(tmp_path / "ck", model, opt, step=4, rng=rng)
+    keys = as_version_1(tmp_path / "ck")
+    # the fixture really is in the old format: old names in weights and optimizer state, no new ones
+    state = {"SGD": "buf", "Adam": "m", "AdamW": "m"}[opt_kind]
+    assert {"param/wte.weight", f"optim/{state}.wte.weight"} <= set(keys)
+    assert ("param/wpe.weight" in keys) is (family == "gpt") and not [k for k in keys if k.endswith(("wte.w", "wpe.w"))]
+    assert json.loads((tmp_path / "ck" / "checkpoint.json").read_text())["version"] == 1
+
+    ck = load_checkpoint(tmp_path / "ck")
+    assert set(ck.model.parameters()) == set(model.parameters()) and "wte.w" in ck.model.parameters()
+    for name, p in model.parameters().items():  # identical numbers, under today's names
+        assert np.array_equal(ck.model.parameters()[name], p), name
+    assert set(ck.optimizer.state_dict()) == set(opt.state_dict())
+    for key, a in opt.state_dict().items():
+        assert np.array_equal(ck.optimizer.state_dict()[key], a), key
+    idx = np.random.default_rng(3).integers(0, cfg.vocab_size, size=(2, cfg.block_size))
+    np.testing.assert_array_equal(ck.model.forward(idx), model.forward(idx))  # the same forward, bit for bit
+    assert (ck.model.head._tied is ck.model.wte) is tied
+    del model, opt, rng
+    loaded_wte, rest = ck.model.parameters()["wte.w"].copy(), []
+    train_steps(ck.model, ck.optimizer, ck.rng, ck.step, 10, rest)
+    assert first + rest == whole  # resumed training equals the uninterrupted run, step by step
+    assert not np.array_equal(ck.model.parameters()["wte.w"], loaded_wte)  # and the optimizer moved the table
+
+    save_checkpoint(tmp_path / "ck", ck.model, ck.optimizer, step=10, rng=ck.rng)  # saved again: version 2
+    assert json.loads((tmp_path / "ck" / "checkpoint.json").read_text())["version"] == 2
+    with np.load(data_file(tmp_path / "ck", "state")) as f:
+        assert "param/wte.w" in f.files and not any("weight" in k for k in f.files)
+
+
+def test_a_version_1_checkpoint_with_an_unknown_name_fails_naming_it(tmp_path):
+    model, opt = fresh()
+    train_steps(model, opt, np.random.default_rng(0), 0, 1, [])
+    save_checkpoint(tmp_path / "ck", model, opt, step=1)
+    as_version_1(tmp_path / "ck")
+    load_checkpoint(tmp_path / "ck")  # loads as it is...
+    ckdir = tmp_path / "ck"
+    resave_state(ckdir, lambda a: a.__setitem__("param/wte.weights", a.pop("param/wte.weight")))
+    with pytest.raises(CheckpointError, match=r"missing parameter\(s\) \['wte.w'\]"):
+        load_checkpoint(ckdir)
+    resave_state(ckdir, lambda a: a.__setitem__("param/wte.weight", a["param/wte.weights"]))
+    with pytest.raises(CheckpointError, match=r"parameter\(s\) \['wte.weights'\] that the config does not have"):
+        load_checkpoint(ckdir)
+    resave_state(ckdir, lambda a: a.pop("param/wte.weights"))
+    load_checkpoint(ckdir)  # ...and again once the stray name is gone
+    resave_state(ckdir, lambda a: a.__setitem__("optim/m.wte.wieght", a["optim/m.wte.weight"]))
+    with pytest.raises(CheckpointError, match="names a parameter the model does not have: wte.wieght"):
+        load_checkpoint(ckdir)
+
+
+def test_an_old_name_in_a_version_2_file_says_it_was_renamed(ckdir):
+    resave_state(ckdir, lambda a: a.__setitem__("param/wte.weight", a.pop("param/wte.w")))
+    with pytest.raises(CheckpointError, match=r"\['wte.weight'\] that the config does not have: 'wte.weight' was "
+                                              r"renamed 'wte.w' in format version 2, and this file says it is version 2"):
+        load_checkpoint(ckdir)
+
+
+def test_a_version_1_file_with_both_names_is_refused(ckdir):
+    as_version_1(ckdir)
+    resave_state(ckdir, lambda a: a.__setitem__("param/wte.w", a["param/wte.weight"]))
+    with pytest.raises(CheckpointError, match="holds both param/wte.weight and param/wte.w"):
+        load_checkpoint(ckdir)

@@ -75,7 +75,7 @@ def test_embedding_sums_repeated_tokens(rng):
     layer = Embedding(7, C, rng, F64)
     idx = np.array([[1, 3, 1, 1, 6], [3, 0, 1, 2, 6]])  # repeats: the scatter-add must sum them
     errors = check_layer(layer, idx, rng, max_entries=None)
-    assert set(errors) == {"weight"}
+    assert set(errors) == {"w"}
     assert_small(errors)
 
 
@@ -85,7 +85,7 @@ def test_learned_positions(rng):
     wrap = Wrap(lambda x: x + layer.forward(T, start), lambda d: (layer.backward(d), d)[1], pos=layer)
     errors = check_layer(wrap, x_of(rng, B, T, C), rng, max_entries=None)
     assert_small(errors)
-    assert np.all(layer.grads["weight"][:start] == 0) and np.all(layer.grads["weight"][start + T:] == 0)
+    assert np.all(layer.grads["w"][:start] == 0) and np.all(layer.grads["w"][start + T:] == 0)
 
 
 @pytest.mark.parametrize("norm", ["layernorm", "layernorm-nobias", "rmsnorm"])
@@ -149,7 +149,7 @@ def test_output_head(rng, tied):
     layer = Wrap(head.forward, head.backward, head=head, **({"emb": emb} if tied else {}))
     perturb(layer, rng)
     errors = check_layer(layer, x_of(rng, B, T, C), rng, max_entries=None)
-    assert set(errors) == ({"x", "emb.weight"} if tied else {"x", "head.proj.w"})
+    assert set(errors) == ({"x", "emb.w"} if tied else {"x", "head.proj.w"})
     assert_small(errors)
 
 

@@ -48,7 +48,7 @@ def test_depth_profile_matches_the_models_own_forward_and_backward(placement, fa
     block1 = math.sqrt(sum(float((g ** 2).sum()) for n, g in ours.items() if n.startswith("blocks.1.")))
     assert profile["grad_norm"][1] == pytest.approx(block1, rel=1e-12)
     if model.wpe is not None:  # learned positions (gpt); llama's RoPE adds nothing to the stream
-        x0 = model.wte.params["weight"][idx] + model.wpe.params["weight"][None, : idx.shape[1]]  # (B, T, C)
+        x0 = model.wte.params["w"][idx] + model.wpe.params["w"][None, : idx.shape[1]]  # (B, T, C)
         assert profile["stream_rms"][0] == pytest.approx(math.sqrt(float((x0 ** 2).mean())), rel=1e-12)
 
 
@@ -63,7 +63,7 @@ def test_rescale_init_sets_the_scales_it_names():
     before = {n: p.copy() for n, p in model.parameters().items()}
     rescale_init(model, embedding_std=1.0, weight_factor=10.0, residual_factor=2.0, head_factor=3.0)
     after = model.parameters()
-    np.testing.assert_allclose(after["wte.weight"], before["wte.weight"] * 50.0)
+    np.testing.assert_allclose(after["wte.w"], before["wte.w"] * 50.0)
     np.testing.assert_allclose(after["blocks.0.attn.c_attn.w"], before["blocks.0.attn.c_attn.w"] * 10.0)
     np.testing.assert_allclose(after["blocks.2.attn.c_proj.w"], before["blocks.2.attn.c_proj.w"] * 20.0)
     np.testing.assert_allclose(after["blocks.3.ffn.c_proj.w"], before["blocks.3.ffn.c_proj.w"] * 20.0)
@@ -88,7 +88,7 @@ def test_depth_profile_without_residuals_matches_finite_differences():
         grads = {n: g.copy() for n, g in model.gradients().items()}
         params = model.parameters()
         rng = np.random.default_rng(2)
-        for name in ("blocks.0.attn.c_attn.w", "blocks.1.ffn.c_fc.b", "blocks.2.norm1.w", "wte.weight"):
+        for name in ("blocks.0.attn.c_attn.w", "blocks.1.ffn.c_fc.b", "blocks.2.norm1.w", "wte.w"):
             p = params[name]
             for flat in rng.choice(p.size, size=3, replace=False):
                 i = np.unravel_index(flat, p.shape)

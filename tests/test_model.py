@@ -116,16 +116,16 @@ def test_tied_gradient_is_the_sum_of_both_uses(family):
     untied = Transformer(tied.config.replace(tie_weights=False), np.random.default_rng(99))
     for name, p in tied.parameters().items():
         untied.parameters()[name][...] = p
-    untied.parameters()["head.proj.w"][...] = tied.parameters()["wte.weight"].T
+    untied.parameters()["head.proj.w"][...] = tied.parameters()["wte.w"].T
     idx, targets = tokens(tied.config, T=8, seed=1), tokens(tied.config, T=8, seed=2)
     for m in (tied, untied):
         m.zero_grad()
         _, cache = cross_entropy_forward(m.forward(idx), targets)
         m.backward(cross_entropy_backward(cache))
-    lookup_use = untied.gradients()["wte.weight"]  # (V, C)
+    lookup_use = untied.gradients()["wte.w"]  # (V, C)
     head_use = untied.gradients()["head.proj.w"].T  # (C, V) -> (V, C)
     assert np.abs(lookup_use).max() > 1e-3 and np.abs(head_use).max() > 1e-3, "both uses must contribute"
-    np.testing.assert_allclose(tied.gradients()["wte.weight"], lookup_use + head_use, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(tied.gradients()["wte.w"], lookup_use + head_use, rtol=1e-10, atol=1e-12)
 
 
 def test_tied_matrix_is_counted_once_and_shared():
@@ -134,9 +134,9 @@ def test_tied_matrix_is_counted_once_and_shared():
     c = tied.config
     assert "head.proj.w" not in tied.parameters()
     assert untied.num_params() - tied.num_params() == c.vocab_size * c.n_embd
-    tied.parameters()["wte.weight"][3] += 1.0  # the head sees the change: one array, two uses
+    tied.parameters()["wte.w"][3] += 1.0  # the head sees the change: one array, two uses
     x = np.random.default_rng(1).standard_normal((1, 1, c.n_embd)).astype(np.float32)
-    np.testing.assert_allclose(tied.head.forward(x)[0, 0], x[0, 0] @ tied.parameters()["wte.weight"].T, rtol=1e-5)
+    np.testing.assert_allclose(tied.head.forward(x)[0, 0], x[0, 0] @ tied.parameters()["wte.w"].T, rtol=1e-5)
 
 
 # -- padding ----------------------------------------------------------------------------

@@ -68,9 +68,9 @@ def test_snapshot_callback_copies_parameters(tok):
     hook = snapshot_callback(snaps, steps, every=2)
     for step in range(5):
         hook(step, model)
-        model.parameters()["wte.weight"][...] += 1.0  # "training" changes the weights after each snapshot
+        model.parameters()["wte.w"][...] += 1.0  # "training" changes the weights after each snapshot
     assert steps == [0, 2, 4]
-    assert snaps[1]["wte.weight"][0, 0] + 2.0 == pytest.approx(snaps[2]["wte.weight"][0, 0])  # copies, not references
+    assert snaps[1]["wte.w"][0, 0] + 2.0 == pytest.approx(snaps[2]["wte.w"][0, 0])  # copies, not references
     with pytest.raises(ValueError, match="every"):
         snapshot_callback([], [], every=0)
 
@@ -180,7 +180,7 @@ def test_explorer_replays_snapshots_without_touching_the_model(tok):
 def test_snapshots_must_match_the_model(tok):
     model = make_model(tok)
     bad = take_snapshot(model)
-    del bad["wte.weight"]
+    del bad["wte.w"]
     with pytest.raises(ValueError, match="missing.*wte.w"):
         AttentionExplorer(model, tok, TEXT, snapshots=[bad])
     other = take_snapshot(make_model(tok, n_embd=8))

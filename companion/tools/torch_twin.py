@@ -248,11 +248,9 @@ def copy_weights(companion_model, torch_model) -> None:
 
 
 def _companion_name(torch_name: str) -> str:
-    """Torch name -> companion name: '.weight' is '.w' and '.bias' is '.b', except for the
-    embeddings (wte, wpe), whose companion matrix is also called 'weight'."""
+    """Torch name -> companion name: '.weight' is '.w' and '.bias' is '.b' (embeddings included)."""
     prefix, _, leaf = torch_name.rpartition(".")
-    if prefix not in ("wte", "wpe"):
-        leaf = {"weight": "w", "bias": "b"}[leaf]
+    leaf = {"weight": "w", "bias": "b"}[leaf]
     return f"{prefix}.{leaf}"
 
 

@@ -29,15 +29,15 @@ def test_embedding_backward_repeated_tokens(impl):
     got = impl.embedding_backward(dout, cache)
     buggy = np.zeros((7, 3))
     buggy[idx.reshape(-1)] += dout.reshape(-1, 3)  # buffered: one write per repeated row
-    expect_close(got, ref_embedding_backward(dout, cache), "dweight",
-                 {"repeated tokens keep only one gradient (dweight[idx] += dout is buffered: use np.add.at)": buggy})
+    expect_close(got, ref_embedding_backward(dout, cache), "dw",
+                 {"repeated tokens keep only one gradient (dw[idx] += dout is buffered: use np.add.at)": buggy})
 
 
 @pytest.mark.exercise("2.1", "embedding_backward")
 @pytest.mark.points(1)
 def test_embedding_backward_unused_rows_are_zero(impl):
     idx = np.array([[2, 2]])
-    got = expect_array(impl.embedding_backward(np.ones((1, 2, 4)), (idx, (5, 4))), "dweight (the table's shape)", (5, 4))
+    got = expect_array(impl.embedding_backward(np.ones((1, 2, 4)), (idx, (5, 4))), "dw (the table's shape)", (5, 4))
     expect(np.all(got[[0, 1, 3, 4]] == 0) and np.allclose(got[2], 2.0),
            "rows of tokens that were not used must get zero gradient, and token 2 (used twice) gets 1 + 1 = 2")
 
@@ -51,7 +51,7 @@ def test_embedding_backward_drawn_sizes(impl):
         idx = rng.integers(0, V, size=(B, T))  # (B, T), repeats likely
         dout = rng.standard_normal((B, T, C))  # (B, T, C)
         expect_close(impl.embedding_backward(dout, (idx, (V, C))), ref_embedding_backward(dout, (idx, (V, C))),
-                     f"dweight for idx {B}x{T} into a ({V}, {C}) table")
+                     f"dw for idx {B}x{T} into a ({V}, {C}) table")
 
 
 # ------------------------------------------------------------------ 2.2 sinusoidal table

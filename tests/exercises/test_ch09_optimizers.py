@@ -100,10 +100,10 @@ def test_adamw_updates_in_place(impl):
 @pytest.mark.exercise("9.1", "adamw_step")
 @pytest.mark.points(1)
 def test_adamw_decays_by_shape_not_by_name(impl):
-    """Names as a model gives them, shapes drawn: a norm's gain is called 'w' too, and an
-    embedding is a weight matrix whatever its name."""
+    """Names as a model gives them, shapes drawn: a norm's gain is called 'w' like every weight
+    matrix (the embedding table 'wte.w' included), so only the shape tells them apart."""
     rng = np.random.default_rng(91)
-    shapes = {"blocks.0.norm1.w": (int(rng.integers(2, 7)),), "wte.weight": tuple(int(n) for n in rng.integers(2, 6, size=2)),
+    shapes = {"blocks.0.norm1.w": (int(rng.integers(2, 7)),), "wte.w": tuple(int(n) for n in rng.integers(2, 6, size=2)),
               "blocks.0.attn.c_attn.w": tuple(int(n) for n in rng.integers(2, 6, size=2)), "head.b": (int(rng.integers(2, 7)),)}
     params = {k: rng.standard_normal(shape) for k, shape in shapes.items()}
     grads_seq = [{k: rng.standard_normal(shape) for k, shape in shapes.items()} for _ in range(3)]
