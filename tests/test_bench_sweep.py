@@ -12,6 +12,7 @@ from companion.tools.bench_sweep import SIZES, check_results, main, sweep_config
 from companion.accounting import parameter_counts
 
 RECORDED = Path(__file__).resolve().parents[1] / "book" / "data" / "gpu_sweep.json"
+CACHE_BLOCKED = RECORDED.with_name("gpu_sweep_cache_blocked.json")
 
 
 def test_the_sizes_run_from_the_listops_width_to_about_50m_parameters():
@@ -52,3 +53,16 @@ def test_a_cpu_sweep_writes_a_file_that_fits_the_schema(tmp_path):
 @pytest.mark.skipif(not RECORDED.exists(), reason="no recorded sweep committed yet (book/data/gpu_sweep.json)")
 def test_the_committed_recorded_sweep_fits_the_schema():
     check_results(json.loads(RECORDED.read_text()))
+
+
+def test_the_first_gpu_run_kept_for_chapter_14_fits_the_schema_without_a_cpu_side():
+    """book/data/gpu_sweep_cache_blocked.json: the GPU run from before backend.pieces, which chapter 14
+    plots against the recorded one; it has no CPU part, and the same sizes as the recorded GPU run."""
+    blocked = json.loads(CACHE_BLOCKED.read_text())
+    check_results(blocked, require_cpu=False)
+    assert blocked["cpu"] is None and blocked["gpu"]["backend"] == "cupy"
+    recorded = json.loads(RECORDED.read_text())
+    assert [r["name"] for r in blocked["gpu"]["rows"]] == [r["name"] for r in recorded["gpu"]["rows"]]
+    assert blocked["gpu"]["commit"] != recorded["gpu"]["commit"]
+    with pytest.raises(ValueError, match="cpu must be an object"):
+        check_results(blocked)  # a file without its CPU side needs require_cpu=False

@@ -121,3 +121,38 @@ def test_the_double_recognises_views_of_the_flat_buffer_as_cupy_does():
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["same_base"] and got["no_base"] and got["step"] == 6 * 4  # four bytes a float32
     assert got["slices"] == {"w": [0, 6], "b": [6, 10]}
+
+
+def test_a_sweep_step_counts_the_same_in_one_piece_at_any_batch_and_more_in_cpu_pieces(monkeypatch):
+    """count_sweep_step, which chapter 14 divides the recorded GPU times by: in one piece (as CuPy
+    runs the step) the count does not depend on the batch; in the CPU's cache-sized pieces GELU and
+    AdamW add elementwise operations only: no products, no reductions, no host copies."""
+    import math
+
+    from companion.accounting import parameter_counts
+    from companion.feedforward import GELU_BLOCK_ROWS
+    from companion.optim import CHUNK
+    from companion.tools.bench_sweep import sweep_configs
+    from companion.tools.step_count import count_sweep_in_subprocess
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    small, other_batch, cpu = count_sweep_in_subprocess([
+        {"name": "0.1M"}, {"name": "0.1M", "batch_size": 2, "block_size": 32},
+        {"name": "0.1M", "batch_size": 12, "block_size": 128, "cpu_pieces": True}])
+    assert small["op"] == other_batch["op"] and 200 < small["op"] < 1000, (small, other_batch)
+    assert cpu["to_host"] == small["to_host"] > 0
+    for kind in ("matmul", "einsum", "sum", "mean", "max"):
+        assert cpu["top"].get(kind) == small["top"].get(kind), kind
+    config = dict(sweep_configs(block_size=128))["0.1M"]
+    adam_extra = (math.ceil(parameter_counts(config)["total"] / CHUNK) - 1) * 13  # 13 lines in Adam._update
+    gelu_extra_pieces = config.n_layer * (math.ceil(12 * 128 / GELU_BLOCK_ROWS) - 1)
+    gelu_extra = cpu["op"] - small["op"] - adam_extra
+    assert gelu_extra > 0 and gelu_extra % gelu_extra_pieces == 0, (cpu["op"], small["op"], adam_extra)
+    assert 10 <= gelu_extra // gelu_extra_pieces <= 30  # GELU's forward and backward lines, per extra piece
+
+
+def test_count_sweep_step_refuses_outside_the_strict_backend():
+    from companion.tools.step_count import count_sweep_step
+
+    with pytest.raises(RuntimeError, match="COMPANION_BACKEND=strict"):
+        count_sweep_step("0.1M")

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..accounting import parameter_counts, training_step_flops
-from ..backend import BACKEND, asarray, describe, xp
+from ..backend import BACKEND, Array, asarray, describe, xp
 from ..config import ModelConfig
 from .io import write_json
 from ..loss import cross_entropy_backward, cross_entropy_forward
@@ -61,6 +61,15 @@ def synchronize() -> None:
         xp.cuda.Device().synchronize()
 
 
+def training_step(model: Transformer, opt: AdamW, idx: Array, targets: Array) -> Array:
+    """The step the sweep times: forward, loss, backward, AdamW. -> the loss, left on the device."""
+    loss, cache = cross_entropy_forward(model.forward(idx), targets)  # idx, targets (B, T)
+    model.zero_grad()
+    model.backward(cross_entropy_backward(cache))
+    opt.step()
+    return loss
+
+
 def time_steps(config: ModelConfig, steps: int, seed: int = 0, batch_size: int = BATCH_SIZE) -> list[float]:
     """Seconds of each of ``steps`` training steps (forward, loss, backward, AdamW), after one warm-up."""
     rng = np.random.default_rng(seed)
@@ -72,10 +81,7 @@ def time_steps(config: ModelConfig, steps: int, seed: int = 0, batch_size: int =
     for step in range(steps + 1):
         synchronize()
         t0 = time.perf_counter()
-        loss, cache = cross_entropy_forward(model.forward(idx), targets)
-        model.zero_grad()
-        model.backward(cross_entropy_backward(cache))
-        opt.step()
+        loss = training_step(model, opt, idx, targets)
         synchronize()
         if step > 0:  # the first step pays for allocation (and, on a GPU, kernel compilation)
             times.append(time.perf_counter() - t0)

@@ -9,6 +9,13 @@ one JSON object: per step, the operations that would each launch at least one GP
 the most frequent operations by name. Views (reshape, transpose, slicing) launch nothing and are
 not counted. The backend is fixed at import, so ``count_in_subprocess`` runs the count in a
 fresh process; the notebook that calls it stays on NumPy.
+
+    COMPANION_BACKEND=strict python -m companion.tools.step_count --sweep '[{"name": "10M"}]'
+
+counts instead one step of the size sweep (``companion.tools.bench_sweep``: forward, loss,
+backward, AdamW, no training loop around it), optionally with the GELU and AdamW loops walking
+their data in the CPU's cache-sized pieces ("cpu_pieces"), as they did on a GPU before
+``backend.pieces`` ran them in one piece there.
 """
 
 from __future__ import annotations
@@ -57,6 +64,55 @@ def count_train_steps(steps: int = 2, batch_size: int = 8, seed: int = 0, **mode
     return out
 
 
+def count_sweep_step(name: str, batch_size: int = 1, block_size: int = 16, cpu_pieces: bool = False,
+                     seed: int = 0) -> dict:
+    """Counts of one steady step (after a warm-up step) of the sweep's model ``name`` (e.g. "10M"),
+    on a batch of ``batch_size`` x ``block_size`` tokens. In one piece, as on a GPU, the count does
+    not depend on the batch; with ``cpu_pieces`` GELU takes ``GELU_BLOCK_ROWS`` rows of the batch at
+    a time and AdamW ``CHUNK`` numbers of the buffer at a time, as on the CPU."""
+    if BACKEND != "strict":
+        raise RuntimeError("operations are counted by the strict backend: set COMPANION_BACKEND=strict "
+                           "(count_sweep_in_subprocess does it for you)")
+    from unittest import mock
+
+    from .backend_strict import counting
+    from .bench_sweep import sweep_configs, training_step
+    from .. import feedforward, optim
+    from ..backend import asarray
+    from ..model import Transformer
+
+    configs = dict(sweep_configs(block_size=block_size))
+    if name not in configs:
+        raise ValueError(f"no sweep size named {name!r}; the sizes are {sorted(configs)}")
+    config, rng = configs[name], np.random.default_rng(seed)
+    model = Transformer(config, rng)
+    opt = optim.AdamW(model.parameters(), model.gradients(), lr=1e-3)
+    idx = asarray(rng.integers(0, config.vocab_size, size=(batch_size, block_size)))  # (B, T)
+    targets = asarray(rng.integers(0, config.vocab_size, size=(batch_size, block_size)))  # (B, T)
+
+    def cpu(n: int, size: int) -> list[slice]:  # backend.pieces as it runs on NumPy
+        return [slice(start, start + size) for start in range(0, n, size)]
+
+    with mock.patch.object(feedforward, "pieces", cpu if cpu_pieces else feedforward.pieces), \
+            mock.patch.object(optim, "pieces", cpu if cpu_pieces else optim.pieces):
+        training_step(model, opt, idx[:1, :1], targets[:1, :1])  # a one-token warm-up creates AdamW's moments
+        with counting() as counter:
+            training_step(model, opt, idx, targets)
+    return {**{k: counter[k] for k in KINDS},
+            "top": {k[3:]: v for k, v in counter.most_common() if k.startswith("op:")}}
+
+
+def count_sweep_in_subprocess(specs: list[dict]) -> list[dict]:
+    """``count_sweep_step(**spec)`` for each of ``specs`` (e.g. ``{"name": "10M", "cpu_pieces": True}``),
+    run under COMPANION_BACKEND=strict in one fresh process -> one result each."""
+    env = {**os.environ, "COMPANION_BACKEND": "strict"}
+    proc = subprocess.run([sys.executable, "-m", "companion.tools.step_count", "--sweep", json.dumps(specs)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"counting under the strict backend failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def count_in_subprocess(models: list[dict], steps: int = 2, batch_size: int = 8) -> list[dict]:
     """``count_train_steps`` for each of ``models`` (changes to the ListOps model, e.g.
     ``{"n_layer": 8}``), run under COMPANION_BACKEND=strict in one fresh process -> one result each."""
@@ -78,7 +134,13 @@ def main(argv=None) -> None:
     parser.add_argument("--models", default=None,
                         help='several models in one run, as a JSON list of changes: \'[{}, {"n_layer": 8}]\' '
                              "(prints a JSON list)")
+    parser.add_argument("--sweep", default=None,
+                        help='count one step of sweep sizes instead, as a JSON list: \'[{"name": "10M", '
+                             '"batch_size": 12, "block_size": 128, "cpu_pieces": true}]\' (prints a JSON list)')
     args = parser.parse_args(argv)
+    if args.sweep:
+        print(json.dumps([{**spec, **count_sweep_step(**spec)} for spec in json.loads(args.sweep)]))
+        return
     single = {k: getattr(args, k) for k in ("n_layer", "n_head", "n_embd") if getattr(args, k) is not None}
     models = json.loads(args.models) if args.models else [single]
     results = []
