@@ -29,7 +29,7 @@ def set_limits(cpu_s: float, memory_bytes: int, file_bytes: int, nproc: int = 0)
     import resource
 
     def lower(which, soft, hard=None):
-        current_soft, current_hard = resource.getrlimit(which)
+        current_hard = resource.getrlimit(which)[1]
         hard = soft if hard is None else hard
         if current_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, current_hard), min(hard, current_hard)

@@ -135,7 +135,6 @@ class Worker:
         os.set_blocking(self.cmd_fd, False)
         self.reader = codec.FrameReader(reply_r)
         self.ready = False
-        self.killed_by_us = False
         self.closed = False
 
     def send(self, header: dict, blobs: list[bytes], deadline: float) -> None:
@@ -174,8 +173,6 @@ class Worker:
         if self.closed:
             return
         self.closed = True
-        if self.proc.poll() is None:
-            self.killed_by_us = True
         try:
             if POSIX:
                 os.killpg(self.proc.pid, signal.SIGKILL)
