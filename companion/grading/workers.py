@@ -88,11 +88,13 @@ def worker_ids(user: str) -> tuple[int, int]:
 def unguaranteed() -> list[str]:
     """The guarantees this OS cannot give (printed by the grader before it starts)."""
     if not POSIX:
-        return ["no isolation at all: grading a folder needs POSIX pipes, process groups and resource limits "
-                "(use Linux, macOS, WSL or a container; check() in a notebook works here, in the notebook's process)"]
+        return ["no isolation: without POSIX pipes, process groups and resource limits, the learner's files run "
+                "in the grading process itself, with no time, memory or file limits, and a test that overruns "
+                "pytest-timeout's limit ends the whole run (to grade others' work, use Linux, macOS, WSL or a container)"]
     if not sys.platform.startswith("linux"):
         return ["children a learner's code detaches from its process group (setsid) are not found and killed "
-                "(that needs Linux's /proc and PR_SET_CHILD_SUBREAPER)"]
+                "(that needs Linux's /proc and PR_SET_CHILD_SUBREAPER)",
+                "the memory limit holds only where the kernel accepts RLIMIT_AS (macOS usually refuses it)"]
     return []
 
 
