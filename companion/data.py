@@ -35,10 +35,6 @@ class Batch:
     loss_mask: np.ndarray  # (B, T) float32, 1.0 where the loss counts
     pad_mask: np.ndarray  # (B, T) bool, True at real (non-padding) input tokens
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.idx.shape
-
 
 def pack_rows(rows: np.ndarray, prompt_lens: np.ndarray, seq_lens: np.ndarray) -> Batch:
     """Right-padded sequences -> a Batch: rows (B, L) hold ``prompt + answer`` (with ``<bos>`` and
