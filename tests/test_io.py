@@ -58,7 +58,8 @@ def test_text_is_utf8_with_lf_line_ends_whatever_the_locale(tmp_path):
     """A locale whose encoding cannot write "≤" (ASCII here; cp1252 on many Windows machines), and
     Windows' text mode, which turns LF into CRLF, must not change a generated exercise file."""
     code = ("import sys; from companion.tools.io import atomic_write; "
-            "atomic_write(sys.argv[1], lambda f: f.write('def f(x):  # x \\u2264 1, \\u00e9\\n    return x\\n'), mode='w')")
+            "text = 'def f(x):  # x \\u2264 1, \\u00e9\\n    return x\\n'; "
+            "atomic_write(sys.argv[1], lambda f: f.write(text), mode='w')")
     env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",  # the locale's own encoding
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ex.py")], env=env, capture_output=True, text=True)

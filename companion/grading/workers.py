@@ -90,7 +90,8 @@ def unguaranteed() -> list[str]:
     if not POSIX:
         return ["no isolation: without POSIX pipes, process groups and resource limits, the learner's files run "
                 "in the grading process itself, with no time, memory or file limits, and a test that overruns "
-                "pytest-timeout's limit ends the whole run (to grade others' work, use Linux, macOS, WSL or a container)"]
+                "pytest-timeout's limit ends the whole run (to grade others' work, use Linux, macOS, WSL "
+                "or a container)"]
     if not sys.platform.startswith("linux"):
         return ["children a learner's code detaches from its process group (setsid) are not found and killed "
                 "(that needs Linux's /proc and PR_SET_CHILD_SUBREAPER)",
