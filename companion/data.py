@@ -35,43 +35,11 @@ class Batch:
     loss_mask: np.ndarray  # (B, T) float32, 1.0 where the loss counts
     pad_mask: np.ndarray  # (B, T) bool, True at real (non-padding) input tokens
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.idx.shape
-
-
-def pack_sequences(seqs: list[list[int]], answer_starts: list[int], pad_id: int = PAD_ID) -> Batch:
-    """Right-pad whole sequences into a Batch.
-
-    seqs[i] is ``prompt + answer`` (including ``<bos>`` and ``<eos>``); answer_starts[i] is
-    the index in seqs[i] of the first answer token. The target at input position t is
-    seqs[i][t + 1], so the answer tokens are the targets at t >= answer_starts[i] - 1."""
-    if len(seqs) == 0:
-        raise ValueError("cannot make a batch of zero sequences")
-    if len(seqs) != len(answer_starts):
-        raise ValueError(f"{len(seqs)} sequences but {len(answer_starts)} answer starts")
-    B = len(seqs)
-    T = max(len(s) for s in seqs) - 1  # inputs drop the last token
-    if T < 1:
-        raise ValueError("every sequence needs at least two tokens (an input and a target)")
-    idx = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
-    targets = np.full((B, T), pad_id, dtype=np.int64)  # (B, T)
-    loss_mask = np.zeros((B, T), dtype=np.float32)  # (B, T)
-    pad_mask = np.zeros((B, T), dtype=bool)  # (B, T)
-    for i, (s, a) in enumerate(zip(seqs, answer_starts)):
-        n = len(s) - 1
-        if not 1 <= a <= n:
-            raise ValueError(f"answer start {a} must be in [1, {n}] for a sequence of {len(s)} tokens")
-        idx[i, :n] = s[:-1]
-        targets[i, :n] = s[1:]
-        loss_mask[i, a - 1 : n] = 1.0
-        pad_mask[i, :n] = True
-    return Batch(idx, targets, loss_mask, pad_mask)
-
 
 def pack_rows(rows: np.ndarray, prompt_lens: np.ndarray, seq_lens: np.ndarray) -> Batch:
-    """The vectorised pack_sequences: rows (B, L) already right-padded, with each row's
-    prompt length (where the answer starts) and whole length."""
+    """Right-padded sequences -> a Batch: rows (B, L) hold ``prompt + answer`` (with ``<bos>`` and
+    ``<eos>``), each row's prompt length (where the answer starts) and whole length. The target at
+    input position t is rows[i, t + 1], so the answer tokens are the targets at t >= prompt_len - 1."""
     T = int(seq_lens.max()) - 1  # inputs drop the last token
     t = np.arange(T)[None, :]  # (1, T) input positions
     pad_mask = t < (seq_lens[:, None] - 1)  # (B, T) real inputs

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-BF16_MANTISSA_BITS = 7  # stored; 8 with the implicit leading 1
-
 
 def round_to_bf16(x: np.ndarray) -> np.ndarray:
     """float32 (any shape) -> float32 holding the nearest bfloat16 value (ties to even).

@@ -157,6 +157,21 @@ def test_generate_rejects_unknown_symbols(tmp_path, capsys):
     assert "'X' is not a ListOps symbol" in capsys.readouterr().err
 
 
+def test_generate_from_a_checkpoint_saved_without_a_task(tmp_path, capsys):
+    """save_checkpoint(..., tokenizer=tok) with no task: a text model; it used to crash after generating."""
+    from companion import Transformer, save_checkpoint
+    from companion.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.from_text("hello world")
+    model = Transformer(ModelConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16),
+                        np.random.default_rng(0))
+    save_checkpoint(tmp_path / "ck", model, tokenizer=tok)
+    assert main(["generate", "--ckpt", str(tmp_path / "ck"), "--prompt", "hel", "--max-new-tokens", "3",
+                 "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("hel") and len(out.splitlines()) == 1, out  # the prompt, then an untrained model's 3 tokens
+
+
 def test_text_task_with_a_corpus_file(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("to be or not to be, that is the question.\n" * 60, encoding="utf-8")

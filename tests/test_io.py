@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from companion.tools.io import atomic_write, read_json, write_json
 
+ROOT = Path(__file__).resolve().parents[1]
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="Windows files have no POSIX mode bits")
 
 
@@ -49,3 +52,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         atomic_write(path, explode, mode="w")
     assert read_json(path) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_text_is_utf8_with_lf_line_ends_whatever_the_locale(tmp_path):
+    """A locale whose encoding cannot write "≤" (ASCII here; cp1252 on many Windows machines), and
+    Windows' text mode, which turns LF into CRLF, must not change a generated exercise file."""
+    code = ("import sys; from companion.tools.io import atomic_write; "
+            "text = 'def f(x):  # x \\u2264 1, \\u00e9\\n    return x\\n'; "
+            "atomic_write(sys.argv[1], lambda f: f.write(text), mode='w')")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0",  # the locale's own encoding
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ex.py")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ex.py").read_bytes() == "def f(x):  # x \u2264 1, \u00e9\n    return x\n".encode("utf-8")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from companion.data import pack_sequences
+from companion.data import PAD_ID, Batch
 from companion.tasks import OPS, default_corpus, make_task, task_from_dict
 from companion.tasks.text import encode_corpus, markdown_to_text
 
@@ -121,6 +121,19 @@ def test_batch_masks_cover_exactly_the_answer(name):
         n = int(batch.pad_mask[i].sum())
         assert np.array_equal(batch.idx[i, 1:n], batch.targets[i, : n - 1])
         assert not (batch.loss_mask[i] > 0)[n:].any()
+
+
+def pack_sequences(seqs: list[list[int]], answer_starts: list[int]) -> Batch:
+    """The plain loop that data.pack_rows vectorises: right-pad each sequence, score its answer."""
+    B, T = len(seqs), max(len(s) for s in seqs) - 1  # inputs drop the last token
+    idx, targets = np.full((B, T), PAD_ID, dtype=np.int64), np.full((B, T), PAD_ID, dtype=np.int64)
+    loss_mask, pad_mask = np.zeros((B, T), dtype=np.float32), np.zeros((B, T), dtype=bool)
+    for i, (s, a) in enumerate(zip(seqs, answer_starts)):
+        n = len(s) - 1
+        idx[i, :n], targets[i, :n] = s[:-1], s[1:]
+        loss_mask[i, a - 1 : n] = 1.0
+        pad_mask[i, :n] = True
+    return Batch(idx, targets, loss_mask, pad_mask)
 
 
 def test_vectorised_batches_equal_the_simple_packing():

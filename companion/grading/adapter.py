@@ -6,7 +6,8 @@ for a function by name (``impl.attention_forward(q, k, v, mask)``). When grading
 this process: the call goes to a worker process (sandbox.py, workers.py, worker.py) that imports the
 learner's file and runs the function under time and memory limits; its result, and what it
 did to its arguments, come back as data and are compared here. Under ``check("3.2")`` in a
-notebook, the functions are the notebook's own and run in the notebook's process.
+notebook, the functions are the notebook's own and run in the notebook's process. On Windows,
+which lacks what the workers need, a folder's files are imported into this process too.
 
 Whatever a learner's code does becomes one clear failure of that test, never a crash of the
 grader:
@@ -43,6 +44,7 @@ NAMESPACES = pytest.StashKey[dict]()  # chapter -> a notebook's namespace, set b
 LIMITS = pytest.StashKey[object]()  # workers.Limits, set by the grader (else from the environment)
 _GRADING = pytest.StashKey[object]()  # the session's sandbox.Grading
 _NOTES = pytest.StashKey[list]()  # notes for the report ("graded ch03_attention (1).py as chapter 3")
+_IMPORTED_HERE = pytest.StashKey[dict]()  # path -> the learner's module (or why it failed to import): Windows
 CANONICAL = re.compile(r"^ch\d\d_[A-Za-z0-9_]+\.py$")
 
 # exercise functions renamed since an earlier edition: new name -> old name (the grader tells a
@@ -80,8 +82,9 @@ def resolve_impl(value: str | Path, root: Path) -> Path:
 
 
 def import_by_path(path: Path) -> ModuleType:
-    """Import a file under a private name, never added to sys.modules. Only for trusted files
-    (the course's own solutions, in its tests): the grader never imports a learner's file."""
+    """Import a file under a private name, never added to sys.modules. For trusted files (the
+    course's own solutions, in its tests): the grader imports a learner's file only on Windows,
+    which has no workers (``_imported_here``)."""
     name = f"_learner_{path.parent.name}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -123,6 +126,10 @@ class LearnerFunction:
         if lr._chapter in namespaces:
             return self._call_here(namespaces[lr._chapter], args, kwargs)
         from .sandbox import GraderFault, Missing, Verdict
+        from .workers import POSIX
+
+        if not POSIX:  # Windows: no workers (they need POSIX pipes, process groups, resource limits)
+            return self._call_here(_imported_here(lr), args, kwargs)
 
         try:
             path = lr._path()
@@ -162,6 +169,27 @@ class LearnerFunction:
                 return returned(self.name, result)
             message = reference_message(self.learner._exercise, self.name, uses)
         pytest.fail(message, pytrace=False)  # outside the except: no "during handling" chain
+
+
+def _imported_here(learner: "Learner") -> ModuleType:
+    """Windows only: the learner's file imported into this process, once per grading run, as
+    check() uses a notebook's own functions. No time, memory or file limits apply (workers.unguaranteed
+    says so before grading starts); a file that fails to import fails each of its tests."""
+    modules = learner._config.stash.setdefault(_IMPORTED_HERE, {})
+    try:
+        path = learner._path()
+    except FileNotFoundError as err:
+        pytest.fail(str(err), pytrace=False)
+    if path not in modules:
+        try:
+            modules[path] = import_by_path(path)
+        except SystemExit as err:
+            modules[path] = f"your file called sys.exit({err.code!r:.40}) while it was imported"
+        except Exception as err:  # noqa: BLE001 - everything a learner's file can raise
+            modules[path] = f"your file raised {type(err).__name__} while it was imported: {err}{learner_line(err)}"
+    if isinstance(modules[path], str):
+        pytest.fail(modules[path], pytrace=False)
+    return modules[path]
 
 
 class Learner:

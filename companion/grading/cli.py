@@ -26,12 +26,13 @@ from pathlib import Path
 def add_parser(subparsers) -> None:
     g = subparsers.add_parser("grade", help="grade exercises with the course's tests",
                               description="Run the graded tests on a folder of exercise files and score them. "
-                                          "The learner's code runs in worker processes under time and memory limits.")
+                                          "The learner's code runs in worker processes under time and memory limits "
+                                          "(Linux, macOS; on Windows in this process, without limits: see the README).")
     g.add_argument("chapters", nargs="*", help="chapters to grade, e.g. ch03 ch04 (default: all)")
     g.add_argument("--impl", default="exercises", help="folder with the chNN_*.py files (default: exercises)")
     g.add_argument("--format", choices=("table", "json", "junit", "gradescope"), default="table")
     g.add_argument("--timeout", type=float, default=None,
-                   help="seconds of wall time each exercise may use, all its tests together (default 8)")
+                   help="seconds of wall time each exercise may use, all its tests together (default 6)")
     g.add_argument("--memory-limit", type=int, default=None, help="MiB of memory a worker may use (default 2048)")
     g.add_argument("--worker-user", default=None,
                    help="run the learner's code as this user (the grader must run as root, e.g. in a container): "

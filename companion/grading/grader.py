@@ -80,10 +80,10 @@ class Collector:
         if self.limits is not None:
             config.stash[LIMITS] = self.limits
 
-    def pytest_keyboard_interrupt(self, excinfo):
+    def pytest_keyboard_interrupt(self):
         self.interrupted = True
 
-    def pytest_sessionfinish(self, session, exitstatus):
+    def pytest_sessionfinish(self, session):
         self.notes = list(notes(session.config))
         if not self.namespaces:
             g = grading(session.config)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import codec
-from .workers import _LIVE_WORKERS, POSIX, GraderFault, Limits, Missing, Verdict, Worker, unguaranteed
+from .workers import _LIVE_WORKERS, POSIX, GraderFault, Limits, Missing, Verdict, Worker
 
 
 class Grading:
@@ -43,8 +43,8 @@ class Grading:
     # workers -----------------------------------------------------------------
 
     def _spawn(self) -> Worker:
-        if not POSIX:
-            message = unguaranteed()[0]
+        if not POSIX:  # not reached from the graded tests: on Windows adapter.py imports the files here
+            message = "grading workers need POSIX pipes, process groups and resource limits, which this OS lacks"
             self.faults.append(message)
             raise GraderFault(message)
         try:

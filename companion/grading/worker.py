@@ -29,7 +29,7 @@ def set_limits(cpu_s: float, memory_bytes: int, file_bytes: int, nproc: int = 0)
     import resource
 
     def lower(which, soft, hard=None):
-        current_soft, current_hard = resource.getrlimit(which)
+        current_hard = resource.getrlimit(which)[1]
         hard = soft if hard is None else hard
         if current_hard != resource.RLIM_INFINITY:
             soft, hard = min(soft, current_hard), min(hard, current_hard)
@@ -38,7 +38,11 @@ def set_limits(cpu_s: float, memory_bytes: int, file_bytes: int, nproc: int = 0)
     cpu = max(1, int(cpu_s + 0.999))
     lower(resource.RLIMIT_CPU, cpu, cpu + 2)  # SIGXCPU at the soft limit, SIGKILL at the hard one
     if memory_bytes > 0:
-        lower(resource.RLIMIT_AS, memory_bytes)
+        try:
+            lower(resource.RLIMIT_AS, memory_bytes)
+        except (ValueError, OSError):  # macOS refuses RLIMIT_AS (EINVAL): no memory limit there (unguaranteed)
+            if sys.platform.startswith("linux"):
+                raise
     lower(resource.RLIMIT_FSIZE, file_bytes)
     lower(resource.RLIMIT_CORE, 0)
     if nproc > 0:  # only when workers have a user of their own (the limit counts all of a user's processes)

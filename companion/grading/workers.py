@@ -88,11 +88,14 @@ def worker_ids(user: str) -> tuple[int, int]:
 def unguaranteed() -> list[str]:
     """The guarantees this OS cannot give (printed by the grader before it starts)."""
     if not POSIX:
-        return ["no isolation at all: grading a folder needs POSIX pipes, process groups and resource limits "
-                "(use Linux, macOS, WSL or a container; check() in a notebook works here, in the notebook's process)"]
+        return ["no isolation: without POSIX pipes, process groups and resource limits, the learner's files run "
+                "in the grading process itself, with no time, memory or file limits, and a test that overruns "
+                "pytest-timeout's limit ends the whole run (to grade others' work, use Linux, macOS, WSL "
+                "or a container)"]
     if not sys.platform.startswith("linux"):
         return ["children a learner's code detaches from its process group (setsid) are not found and killed "
-                "(that needs Linux's /proc and PR_SET_CHILD_SUBREAPER)"]
+                "(that needs Linux's /proc and PR_SET_CHILD_SUBREAPER)",
+                "the memory limit holds only where the kernel accepts RLIMIT_AS (macOS usually refuses it)"]
     return []
 
 
@@ -135,7 +138,6 @@ class Worker:
         os.set_blocking(self.cmd_fd, False)
         self.reader = codec.FrameReader(reply_r)
         self.ready = False
-        self.killed_by_us = False
         self.closed = False
 
     def send(self, header: dict, blobs: list[bytes], deadline: float) -> None:
@@ -174,8 +176,6 @@ class Worker:
         if self.closed:
             return
         self.closed = True
-        if self.proc.poll() is None:
-            self.killed_by_us = True
         try:
             if POSIX:
                 os.killpg(self.proc.pid, signal.SIGKILL)

@@ -284,7 +284,7 @@ def generate_command(args) -> int:
         print(json.dumps({"prompt": args.prompt, "completion": completion, "tokens": new,
                           "stopped_at_eos": bool(new) and new[-1] == tok.eos_id}))
     else:
-        sep = " " if ck.task.get("name") == "listops" else ""  # listops symbols are space-separated
+        sep = " " if (ck.task or {}).get("name") == "listops" else ""  # listops symbols are space-separated
         print(args.prompt + sep + completion)
     return 0
 

@@ -31,12 +31,16 @@ def new_file_mode() -> int:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable, mode: str = "wb") -> Path:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place.
+
+    A text mode ("w") writes UTF-8 with LF line ends on every OS, whatever the locale's encoding
+    and Windows' CRLF: a generated exercise file is then byte for byte the one in git."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **text) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
