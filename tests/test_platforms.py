@@ -102,6 +102,7 @@ def test_grade_without_workers_runs_the_files_here_and_warns(tmp_path):
     assert "no isolation" in r.stderr and "no time, memory or file limits" in r.stderr, r.stderr
     report = json.loads(r.stdout)
     assert report["score"] == report["max_score"] > 0, "the solutions lost points when graded in-process"
+    assert any("no isolation" in m for m in report["unguaranteed"]), "the report must say the files ran unisolated"
 
     broken = tmp_path / "broken"
     broken.mkdir()

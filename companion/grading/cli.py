@@ -88,7 +88,8 @@ def grade_command(args) -> int:
         from .workers import worker_ids
 
         worker_ids(limits.worker_user)  # a clear error now, not a failed worker later
-    for missing in unguaranteed():
+    missing_guarantees = unguaranteed()  # also written into the report, for whoever reads it later
+    for missing in missing_guarantees:
         print(f"warning: this OS cannot give this guarantee: {missing}", file=sys.stderr)
     report_file = ReportFile(args.output) if args.output is not None else None
     try:
@@ -107,6 +108,7 @@ def grade_command(args) -> int:
         if collector.interrupted:
             problems.append(f"grading was interrupted: {sum(t.outcome == NOT_RUN for t in results)} test(s) never ran")
         info = {"notes": collector.notes, "problems": problems, "interrupted": collector.interrupted,
+                "unguaranteed": missing_guarantees,
                 "time_limit_s": limits.time_limit_s, "memory_limit_mb": limits.memory_mb}
         if args.format == "json":
             report = json.dumps(format_json(scores, info), indent=2)

@@ -299,7 +299,8 @@ def format_gradescope(scores: list[ExerciseScore], wall_seconds: float, info: di
                           "score": t.points if t.outcome == "passed" else 0.0, "max_score": t.points,
                           "status": "passed" if t.outcome == "passed" else "failed",
                           "output": _test_output(t), "visibility": visibility})
-    lines = [*(info or {}).get("notes", []), *(info or {}).get("problems", [])]
+    lines = [*(f"this OS cannot give this guarantee: {m}" for m in (info or {}).get("unguaranteed", [])),
+             *(info or {}).get("notes", []), *(info or {}).get("problems", [])]
     result = {"score": sum(s.score for s in scores), "execution_time": round(wall_seconds, 3),
               "visibility": visibility, "stdout_visibility": "hidden", "tests": tests}
     if lines:
@@ -323,6 +324,8 @@ def format_junit(scores: list[ExerciseScore], wall_seconds: float, info: dict | 
         for key in ("interrupted",):
             if key in info:
                 ET.SubElement(props, "property", name=key, value=str(info[key]).lower())
+        for missing in info.get("unguaranteed", []):
+            ET.SubElement(props, "property", name="unguaranteed", value=missing)
     for s in scores:
         for t in s.tests:
             path, _, name = t.nodeid.partition("::")
