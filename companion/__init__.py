@@ -33,9 +33,9 @@ The modules follow the book's chapters:
     viz/                Figures                attention maps and explorers, diagrams
     grading/            Exercises              grade, check("3.2"), use(attention_forward=...)
     tools/              Tooling                command line and flags, bench, profile, recipe,
-                                               size sweep, PyTorch twin, checkpoint files,
-                                               atomic writes, the strict CuPy double, --backend,
-                                               counting a step's array operations
+                                               size sweep, PyTorch twin, checkpoint files and
+                                               versions, atomic writes, the strict CuPy double,
+                                               --backend, counting a step's array operations
 """
 
 from .checkpoint import load_checkpoint, save_checkpoint

@@ -28,8 +28,8 @@ Why it is built this way:
   and the generator's state are restored bit for bit, and the step tells the lr schedule where
   it was. (The train loop draws all of a step's randomness from that one generator.)
 - Older checkpoints keep loading. A parameter renamed since a file was written is translated in
-  one place, ``RENAMED`` below, in the weights and the optimizer state alike; a name that is not
-  in that table still fails, named.
+  one place, ``RENAMED`` (companion/tools/checkpoint_versions.py, with the format's ``VERSION``),
+  in the weights and the optimizer state alike; a name that is not in that table still fails, named.
 """
 
 from __future__ import annotations
@@ -43,22 +43,16 @@ from pathlib import Path
 import numpy as np
 
 from .backend import asarray, to_numpy
-from .config import LEGACY_TIE_WEIGHTS, ModelConfig
+from .config import ModelConfig
 from .tools.checkpoint_files import (FILE_NAME, CheckpointError, json_bytes, read_npz, verify_files,
-                               write_data)
+                                     write_data)
+from .tools.checkpoint_versions import (READABLE_VERSIONS, RENAMED, VERSION, with_current_names,
+                                        with_legacy_tie)
 from .tools.io import read_json, write_json
 from .model import Transformer
 from .optim import SGD, Adam, AdamW, Optimizer
 
 FORMAT = "companion-checkpoint"
-VERSION = 2
-# Parameter names that changed, by the format version that changed them: old name -> new name.
-# Version 2 names the embedding tables like every other parameter (``w``, as in Linear and the
-# norms); version 1 called them ``weight``. Loading a file of an older version renames its
-# ``param/<name>`` arrays and its optimizer state ``optim/<state>.<name>`` (``m.wte.weight``);
-# nothing else in the format changed, so a version-1 file loads with identical numbers.
-RENAMED = {2: {"wte.weight": "wte.w", "wpe.weight": "wpe.w"}}
-READABLE_VERSIONS = (1, 2)
 MANIFEST_FILE = "checkpoint.json"
 # The optimizers a checkpoint can rebuild, and the hyperparameters each one needs.
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
@@ -203,10 +197,10 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
     files = verify_files(path, manifest["files"])
 
     try:
-        config = ModelConfig.from_dict(_with_legacy_tie(manifest["config"]))
+        config = ModelConfig.from_dict(with_legacy_tie(manifest["config"]))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint config is invalid: {err}") from err
-    arrays = _with_current_names(read_npz(files["state"]), version)
+    arrays = with_current_names(read_npz(files["state"]), version)
 
     # A throwaway generator builds the model; every weight is then overwritten from the file.
     model = Transformer(config, np.random.default_rng(0))
@@ -226,7 +220,12 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
 
     tokenizer = None
     if "tokenizer" in files:
-        tokenizer = _load_tokenizer(files["tokenizer"])
+        from .tokenizers import load_tokenizer
+
+        try:
+            tokenizer = load_tokenizer(files["tokenizer"])
+        except (KeyError, TypeError, ValueError) as err:  # its message names the file and the problem
+            raise CheckpointError(f"the checkpoint's tokenizer is invalid: {err}") from err
         if tokenizer is not None and getattr(tokenizer, "vocab_size", config.vocab_size) > config.vocab_size:
             raise CheckpointError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size "
                                   f"is {config.vocab_size}: the checkpoint's files do not belong together")
@@ -236,40 +235,6 @@ def load_checkpoint(path, load_optimizer: bool = True) -> Checkpoint:
     return Checkpoint(path=path, config=config, model=model, optimizer=optimizer, step=step, rng=rng,
                       tokenizer=tokenizer, task=manifest.get("task"), train_config=manifest.get("train_config"),
                       history=history, extra=manifest.get("extra"))
-
-
-def _with_legacy_tie(stored):
-    """A stored config that does not say whether the head is tied was written when the family
-    defaults were the other way round (gpt untied, llama tied): fill in the choice it trained with."""
-    if not isinstance(stored, dict) or stored.get("tie_weights") is not None:
-        return stored
-    family = stored.get("family", "gpt")
-    return {**stored, "tie_weights": LEGACY_TIE_WEIGHTS.get(family)} if family in LEGACY_TIE_WEIGHTS else stored
-
-
-def _with_current_names(arrays: dict, version: int) -> dict:
-    """The state file's arrays, with every parameter name renamed since ``version`` (``RENAMED``)
-    given today's name: ``param/wte.weight`` -> ``param/wte.w``, ``optim/m.wte.weight`` -> ``optim/m.wte.w``."""
-    tables = [RENAMED[v] for v in sorted(RENAMED) if v > version]
-    out, source = {}, {}
-    for key, a in arrays.items():
-        new = key
-        if key.startswith("param/"):
-            new = "param/" + _renamed(key[len("param/"):], tables)
-        elif key.startswith("optim/") and "." in key:  # optim/<state>.<parameter name>; optim/t has no name
-            state, name = key[len("optim/"):].split(".", 1)
-            new = f"optim/{state}.{_renamed(name, tables)}"
-        if new in out:
-            raise CheckpointError(f"the checkpoint holds both {source[new]} and {key}, which name the same "
-                                  f"array ({new}) in version {VERSION}: the file was not written by the companion")
-        out[new], source[new] = a, key
-    return out
-
-
-def _renamed(name: str, tables: list[dict]) -> str:
-    for table in tables:  # oldest first, so a name renamed twice ends at today's
-        name = table.get(name, name)
-    return name
 
 
 def _load_params(model: Transformer, arrays: dict) -> None:
@@ -341,16 +306,6 @@ def _build_optimizer(model: Transformer, meta: dict, flat: dict[str, np.ndarray]
             raise CheckpointError(f"optimizer state is missing Adam moments for {lacking[:3]}"
                                   f"{' ...' if len(lacking) > 3 else ''}")
     return opt
-
-
-def _load_tokenizer(path: Path):
-    from .tokenizers import tokenizer_from_dict
-
-    d = read_json(path, what="tokenizer")
-    try:
-        return tokenizer_from_dict(d)
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"tokenizer in {path} is invalid: {err}") from err
 
 
 def _load_history(d: dict):

@@ -7,7 +7,7 @@ import pytest
 
 from companion import accounting
 from companion.tools.bench import flops_per_step
-from companion.config import PRESETS, ModelConfig, preset
+from companion.config import PRESETS, preset
 from companion.model import Transformer
 
 

@@ -260,6 +260,25 @@ def test_invalid_history_with_valid_checksum(ckdir):
         load_checkpoint(ckdir)
 
 
+def test_invalid_tokenizer_with_valid_checksum(tmp_path):
+    from companion.tokenizers import CharTokenizer
+
+    model, _ = fresh()
+    ckdir = save_checkpoint(tmp_path / "ck", model, tokenizer=CharTokenizer.from_text("abc"))
+    assert load_checkpoint(ckdir).tokenizer.encode("cab") == CharTokenizer.from_text("abc").encode("cab")
+    tok = json.loads(data_file(ckdir, "tokenizer").read_text())
+    tok.pop("type")
+    data_file(ckdir, "tokenizer").write_text(json.dumps(tok))
+    fix_checksum(ckdir, "tokenizer")
+    with pytest.raises(CheckpointError, match=r"tokenizer is invalid: .*tokenizer-[0-9a-f]+\.json: .*missing the "
+                                              "field 'type'"):
+        load_checkpoint(ckdir)
+    data_file(ckdir, "tokenizer").write_text("{not json")
+    fix_checksum(ckdir, "tokenizer")
+    with pytest.raises(CheckpointError, match="tokenizer is invalid: .*not valid JSON"):
+        load_checkpoint(ckdir)
+
+
 def test_manifest_cannot_point_outside_the_folder(ckdir):
     rewrite_manifest(ckdir, lambda m: m["files"]["state"].__setitem__("name", "../../etc/passwd"))
     with pytest.raises(CheckpointError, match="unexpected file '../../etc/passwd'"):

@@ -200,7 +200,7 @@ def test_a_function_that_returns_none_is_told_so():
 
     def rmsnorm_forward(x, w, eps=1e-5):
         rrms = 1.0 / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
-        out = x * rrms * w  # computed, never returned
+        out = x * rrms * w  # noqa: F841 - computed, never returned: the bug this test is about
 
     message = outcome(ch04.test_rmsnorm_forward_matches_reference, Impl("ch04", rmsnorm_forward=rmsnorm_forward))
     assert message == "your rmsnorm_forward returned None: did you forget `return`?"

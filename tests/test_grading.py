@@ -331,7 +331,8 @@ def test_a_reuploaded_file_is_graded_with_a_note_and_two_candidates_are_an_error
 
 
 def test_gradescope_never_calls_a_test_that_did_not_run_passed():
-    from companion.grading.grader import TestResult, format_gradescope, format_junit, score
+    from companion.grading.grader import TestResult, score
+    from companion.grading.report import format_gradescope, format_junit
 
     results = [TestResult("t.py::a", "1.1", "merge", "ch01", 2.0, "passed"),
                TestResult("t.py::b", "1.1", "merge", "ch01", 1.0)]  # never ran

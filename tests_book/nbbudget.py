@@ -17,7 +17,6 @@ for a machine known to be slower than CI. The times are printed at the end and, 
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from pathlib import Path

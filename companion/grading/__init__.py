@@ -5,9 +5,11 @@
     workers.py   worker processes from the parent's side: limits, process groups, kills, orphans
     worker.py    the only process that runs a learner's code (one per exercise)
     codec.py     values between the two, without pickle (arrays as .npy bytes); frames.py, the framing
+    encode.py, decode.py, wire.py   the codec's two directions and what both agree on
     references.py which companion functions answer which exercise (reference use scores 0)
     messages.py  renamed functions, a forgotten return, the learner's line, type/shape checks
-    grader.py    runs the graded tests with pytest and scores them by their markers; reports
+    grader.py    runs the graded tests with pytest and scores them by their markers
+    report.py    the scores as a table, JSON, Gradescope's results.json or JUnit XML
     notebook.py  check("3.2"): the same tests, from inside an exercise notebook
     plug.py      use(attention_forward=...): the companion model on a learner's functions
     build.py     generates exercises/ (stubs) from solutions/ (one source of truth)

@@ -74,8 +74,8 @@ class ReportFile:
 
 
 def grade_command(args) -> int:
-    from .grader import NOT_RUN, Timer, find_root, format_gradescope, format_json, format_junit, format_table
-    from .grader import run_tests, score
+    from .grader import NOT_RUN, find_root, run_tests, score
+    from .report import Timer, format_gradescope, format_json, format_junit, format_table
     from .worker import not_dumpable
     from .workers import Limits, become_subreaper, unguaranteed
 

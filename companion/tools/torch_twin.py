@@ -28,8 +28,6 @@ import numpy as np
 from ..backend import to_numpy
 from ..positions import rope_tables, sinusoidal_table
 
-TORCH_DTYPES = ("float32", "float64")
-
 
 def _torch():
     try:

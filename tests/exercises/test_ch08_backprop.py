@@ -24,7 +24,7 @@ pytestmark = pytest.mark.ch08
 @pytest.mark.points(2)
 def test_linear_backward_3d(impl):
     rng = np.random.default_rng(0)
-    x, w, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)
+    x, w, _ = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)
     dout = rng.standard_normal((2, 3, 5))
     cache = (x, w, True)
     got = expect_tuple(impl.linear_backward(dout, cache), 3, "linear_backward must return (dx, dw, db)")
@@ -57,7 +57,7 @@ def test_linear_backward_drawn_sizes(impl):
     for _ in range(3):
         lead = tuple(int(n) for n in rng.integers(1, 5, size=int(rng.integers(1, 4))))
         n_in, n_out = (int(n) for n in rng.integers(1, 8, size=2))
-        x, w, b = rng.standard_normal(lead + (n_in,)), rng.standard_normal((n_in, n_out)), rng.standard_normal(n_out)
+        x, w, _ = rng.standard_normal(lead + (n_in,)), rng.standard_normal((n_in, n_out)), rng.standard_normal(n_out)
         dout = rng.standard_normal(lead + (n_out,))
         got = expect_tuple(impl.linear_backward(dout, (x, w, True)), 3, "linear_backward must return (dx, dw, db)")
         for name, g, want in zip(("dx", "dw", "db"), got, ref_linear_backward(dout, (x, w, True))):
