@@ -66,9 +66,11 @@ def gelu_backward(dout: Array, cache: tuple) -> Array:
     H = x.shape[-1]
     x2, t2, dout2 = x.reshape(-1, H), t.reshape(-1, H), dout.reshape(-1, H)  # (N, H) views
     dx = xp.empty_like(dout2)  # (N, H)
-    scratch = xp.empty_like(dout2[:GELU_BLOCK_ROWS])  # (rows, H), reused by every block
-    for rows in pieces(len(dx), GELU_BLOCK_ROWS):
-        _gelu_grad_rows(x2[rows], t2[rows], dout2[rows], dx[rows], scratch[: len(dx[rows])])
+    blocks = pieces(len(dx), GELU_BLOCK_ROWS)
+    scratch = xp.empty_like(dout2[blocks[0]]) if blocks else None  # (rows, H), reused by every block
+    for rows in blocks:
+        n = len(dx[rows])  # the last block may be shorter
+        _gelu_grad_rows(x2[rows], t2[rows], dout2[rows], dx[rows], scratch[:n])
     return dx.reshape(dout.shape)
 
 
