@@ -47,16 +47,16 @@ def gelu_forward(x: Array) -> tuple[Array, tuple]:
 
 
 def _gelu_rows(x: Array, t: Array, out: Array) -> None:
-    """t = tanh(u), out = 0.5 x (1 + t) for one block of rows, written into t and out."""
-    xp.multiply(x, x, out=t)  # t holds u on the way: u = c x (1 + 0.044715 x^2)
-    t *= 0.044715
-    t += 1.0
+    """t = tanh(u), out = 0.5 x (1 + t) for one block of rows, written into t and out.
+    The constants are folded together, u = x (c + 0.044715 c x^2): no pass spent on a constant alone."""
+    xp.multiply(x, x, out=t)  # t holds u on the way
+    t *= 0.044715 * GELU_C
+    t += GELU_C
     t *= x
-    t *= GELU_C
     xp.tanh(t, out=t)
     xp.add(t, 1.0, out=out)
-    out *= 0.5
-    out *= x  # 0.5 x (1 + t)
+    out *= x
+    out *= 0.5  # 0.5 x (1 + t)
 
 
 def gelu_backward(dout: Array, cache: tuple) -> Array:
@@ -66,24 +66,27 @@ def gelu_backward(dout: Array, cache: tuple) -> Array:
     H = x.shape[-1]
     x2, t2, dout2 = x.reshape(-1, H), t.reshape(-1, H), dout.reshape(-1, H)  # (N, H) views
     dx = xp.empty_like(dout2)  # (N, H)
-    for rows in pieces(len(dx), GELU_BLOCK_ROWS):
-        _gelu_grad_rows(x2[rows], t2[rows], dout2[rows], dx[rows])
+    blocks = pieces(len(dx), GELU_BLOCK_ROWS)
+    scratch = xp.empty_like(dout2[blocks[0]]) if blocks else None  # (rows, H), reused by every block
+    for rows in blocks:
+        n = len(dx[rows])  # the last block may be shorter
+        _gelu_grad_rows(x2[rows], t2[rows], dout2[rows], dx[rows], scratch[:n])
     return dx.reshape(dout.shape)
 
 
-def _gelu_grad_rows(x: Array, t: Array, dout: Array, dx: Array) -> None:
-    """dx = dout * gelu'(x), written into dx, for one block of rows."""
+def _gelu_grad_rows(x: Array, t: Array, dout: Array, dx: Array, s: Array) -> None:
+    """dx = dout * gelu'(x), written into dx, for one block of rows (s: scratch of the same shape).
+    With p = 0.5 x du/dx, gelu'(x) = 0.5 (1 + t) + p (1 - t^2) = (1 + t) (0.5 + p (1 - t)):
+    factored, it takes fewer passes."""
     xp.multiply(x, x, out=dx)  # dx is the scratch that becomes the local derivative
-    dx *= 3 * 0.044715 * GELU_C
-    dx += GELU_C  # du/dx
-    dx *= x
-    dx *= 0.5  # 0.5 x du/dx
-    s = t * t  # second scratch
-    xp.subtract(1.0, s, out=s)  # 1 - t^2
+    dx *= 1.5 * 0.044715 * GELU_C
+    dx += 0.5 * GELU_C
+    dx *= x  # p = 0.5 x du/dx
+    xp.subtract(1.0, t, out=s)
     dx *= s
-    xp.multiply(t, 0.5, out=s)
-    dx += s
-    dx += 0.5  # + 0.5 (1 + t): dx now holds gelu'(x)
+    dx += 0.5  # 0.5 + p (1 - t)
+    xp.add(t, 1.0, out=s)
+    dx *= s  # dx now holds gelu'(x)
     dx *= dout
 
 

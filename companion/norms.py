@@ -6,6 +6,8 @@ RMSNorm:    xhat = x / sqrt(mean(x^2) + eps)        out = xhat * w
 RMSNorm drops the centring and the bias: cheaper, and in practice as good (LLaMA).
 Both forwards cache xhat and the reciprocal std, so backward recomputes nothing (llm.c).
 A sum of products such as sum(xhat * xhat) is ``einsum``: one pass, no (..., C) temporary.
+A plain mean along the rows (C numbers each, many rows) is a matrix-vector product with a vector
+of 1/C: NumPy's ``mean(axis=-1)`` pays a fixed cost per short row, BLAS does them all in one pass.
 
 LayerNorm:  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),  dxhat = dout * w
 RMSNorm:    dx = rrms * (dxhat - xhat * mean(dxhat * xhat))
@@ -21,7 +23,7 @@ from .module import Module, check_input
 def layernorm_forward(x: Array, w: Array, b: Array | None, eps: float = 1e-5) -> tuple[Array, tuple]:
     """x (..., C), w (C,), b (C,) or None -> out (..., C)."""
     C = x.shape[-1]
-    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    mean = (x @ xp.full(C, 1.0 / C, dtype=x.dtype))[..., None]  # (..., 1), each row's mean (BLAS)
     xhat = x - mean  # (..., C), centred; scaled in place below
     var = xp.einsum("...c,...c->...", xhat, xhat)[..., None] / C  # (..., 1), the biased variance
     rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1)
@@ -38,10 +40,10 @@ def layernorm_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array |
     C = xhat.shape[-1]
     xhat2, dout2 = xhat.reshape(-1, C), dout.reshape(-1, C)  # (N, C) views
     dw = xp.einsum("nc,nc->c", dout2, xhat2)  # (C,): sum over rows of dout * xhat, no temporary
-    db = dout2.sum(axis=0) if has_bias else None  # (C,)
+    db = xp.ones(len(dout2), dtype=dout2.dtype) @ dout2 if has_bias else None  # (C,): column sums (BLAS)
     dx = dout * w  # (..., C): dxhat, turned into dx in place
     proj = xp.einsum("...c,...c->...", dx, xhat)[..., None] / C  # (..., 1), mean(dxhat * xhat)
-    dx -= dx.mean(axis=-1, keepdims=True)
+    dx -= (dx @ xp.full(C, 1.0 / C, dtype=dx.dtype))[..., None]  # (..., 1): mean(dxhat), as in the forward
     dx -= xhat * proj
     dx *= rstd  # (..., C)
     return dx, dw, db
