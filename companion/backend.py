@@ -100,7 +100,10 @@ def describe() -> str:
 
 
 def add_at(target: Array, indices: Array, values: Array) -> None:
-    """target[indices] += values, adding repeated indices up (unlike `target[indices] += values`)."""
+    """``numpy.add.at(target, indices, values)``: target[indices] += values, adding repeated
+    indices up (unlike ``target[indices] += values``). On NumPy, the embedding's case (a 1-D
+    integer array of indices, values of shape ``indices.shape + target.shape[1:]`` and the
+    target's dtype) is summed by sorting; anything else is handed to ``numpy.add.at`` itself."""
     if BACKEND == "cupy":  # pragma: no cover - GPU only
         import cupyx
 
@@ -113,13 +116,20 @@ def add_at(target: Array, indices: Array, values: Array) -> None:
         _add_at_numpy(target, indices, values)
 
 
-def _add_at_numpy(target: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray) -> None:
-    """``numpy.add.at``, several times faster for 1-D indices (the embedding's case): ``add.at``
-    adds one row at a time, while sorting the indices puts the repeats of each index side by side,
-    so that one ``add.reduceat`` sums every run of equal indices, and each row of the target is
-    then added to once (no repeats left, so a plain fancy-index ``+=`` is right)."""
-    if indices.ndim != 1 or indices.size == 0 or indices.min() < 0:  # a negative index and its
-        numpy.add.at(target, indices, values)  # positive twin would be two runs for one row
+def _add_at_numpy(target, indices, values) -> None:
+    """``numpy.add.at`` by sorting, for the embedding's case: ``add.at`` adds one row at a time
+    (on NumPy 2.x its loop over rows was slower than sorting, measured in chapter 11's "Making
+    NumPy fast"), while sorting the indices puts the repeats of each index side by side, so that
+    one ``add.reduceat`` sums every run of equal indices, and each row of the target is then
+    added to once (no repeats left, so a plain fancy-index ``+=`` is right). Any other input
+    (lists, scalar or broadcast values, other dtypes, indices that are not 1-D, empty or
+    negative) goes to ``numpy.add.at``, whose semantics this keeps."""
+    fast = (isinstance(target, numpy.ndarray) and isinstance(indices, numpy.ndarray)
+            and isinstance(values, numpy.ndarray) and target.ndim >= 1 and indices.ndim == 1
+            and indices.dtype.kind in "iu" and indices.size > 0
+            and values.shape == indices.shape + target.shape[1:] and values.dtype == target.dtype)
+    if not fast or indices.min() < 0:  # a negative index and its positive twin would be two runs for one row
+        numpy.add.at(target, indices, values)
         return
     order = numpy.argsort(indices, kind="stable")  # (N,): equal indices side by side
     sorted_idx = indices[order]  # (N,)
