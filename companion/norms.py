@@ -4,10 +4,11 @@ LayerNorm:  xhat = (x - mean) / sqrt(var + eps)     out = xhat * w + b
 RMSNorm:    xhat = x / sqrt(mean(x^2) + eps)        out = xhat * w
 
 RMSNorm drops the centring and the bias: cheaper, and in practice as good (LLaMA).
-Both forwards cache xhat and the reciprocal std, so backward recomputes nothing (llm.c).
+Both forwards cache xhat and the reciprocal std (rstd) or RMS (rrms), so backward recomputes nothing (llm.c).
 A sum of products such as sum(xhat * xhat) is ``einsum``: one pass, no (..., C) temporary.
 A plain mean along the rows (C numbers each, many rows) is a matrix-vector product with a vector
-of 1/C: NumPy's ``mean(axis=-1)`` pays a fixed cost per short row, BLAS does them all in one pass.
+of 1/C: NumPy's ``mean(axis=-1)`` pays a fixed cost per short row, while BLAS runs one gemv per
+matrix of rows (chapter 11 measures both; the sums agree to float32 rounding, added in another order).
 
 LayerNorm:  dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),  dxhat = dout * w
 RMSNorm:    dx = rrms * (dxhat - xhat * mean(dxhat * xhat))
