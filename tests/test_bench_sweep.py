@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from companion.tools.bench_sweep import SIZES, check_results, main, sweep_configs
+from companion.tools.step_count import count_sweep_in_subprocess
 from companion.accounting import parameter_counts
 
 RECORDED = Path(__file__).resolve().parents[1] / "book" / "data" / "gpu_sweep.json"
@@ -28,6 +30,27 @@ def test_a_cpu_sweep_writes_a_file_that_fits_the_schema(tmp_path):
     results = json.loads(out.read_text())
     check_results(results)
     assert results["gpu"] is None and [r["name"] for r in results["cpu"]["rows"]] == ["0.1M"]
+    run, row = results["cpu"], results["cpu"]["rows"][0]
+    assert run["steps"] == 1 and isinstance(run["cpu_model"], str)
+    assert row["host_ms_per_step"] > 0
+    # the operations counted afterwards under the strict double, GELU and AdamW in NumPy's pieces
+    assert row["n_ops"] == count_sweep_in_subprocess(
+        [{"name": "0.1M", "batch_size": 12, "block_size": 128, "cpu_pieces": True}])[0]["op"]
+    assert row["n_to_host"] > 0
+    old = copy.deepcopy(results)  # a file recorded before the optional fields existed still fits
+    del old["cpu"]["steps"], old["cpu"]["cpu_model"]
+    for key in ("host_ms_per_step", "n_ops", "n_to_host"):
+        del old["cpu"]["rows"][0][key]
+    check_results(old)
+    for key, value in (("n_ops", 0), ("n_ops", 3.5), ("host_ms_per_step", "7"), ("n_to_host", True)):
+        bad = copy.deepcopy(results)
+        bad["cpu"]["rows"][0][key] = value
+        with pytest.raises(ValueError, match=f"cpu.rows.0..{key} must be a positive"):
+            check_results(bad)
+    with pytest.raises(ValueError, match="cpu.steps must be a positive int"):
+        check_results({**results, "cpu": {**results["cpu"], "steps": 0}})
+    with pytest.raises(ValueError, match="cpu.gpu_uuid must be a str"):
+        check_results({**results, "cpu": {**results["cpu"], "gpu_uuid": 7}})
     bad = copy.deepcopy(results)
     bad["cpu"]["rows"][0]["ms_per_step"] = -1.0
     with pytest.raises(ValueError, match="ms_per_step"):
@@ -52,7 +75,19 @@ def test_a_cpu_sweep_writes_a_file_that_fits_the_schema(tmp_path):
 
 @pytest.mark.skipif(not RECORDED.exists(), reason="no recorded sweep committed yet (book/data/gpu_sweep.json)")
 def test_the_committed_recorded_sweep_fits_the_schema():
-    check_results(json.loads(RECORDED.read_text()))
+    recorded = json.loads(RECORDED.read_text())
+    check_results(recorded)
+    # chapter 14 reads the timed steps, the operation counts and the GPU tests' summary from the files
+    for part in ("cpu", "gpu", "gpu_tf32"):
+        assert recorded[part]["steps"] >= 3 and all("n_ops" in row for row in recorded[part]["rows"]), part
+    summary = RECORDED.with_name("gpu_tests.txt").read_text().strip().splitlines()[-1]
+    assert re.search(r"\b\d+ passed\b", summary) and "failed" not in summary, summary
+
+
+def test_the_run_script_writes_the_files_chapter_14_reads():
+    script = (RECORDED.parents[2] / "tests" / "gpu" / "run_on_device.sh").read_text()
+    assert '> "$out/gpu_tests.txt"' in script
+    assert script.count('bench_sweep --out "$out/gpu_sweep.json" --steps "$steps"') == 2
 
 
 def test_the_first_gpu_run_kept_for_chapter_14_fits_the_schema_without_a_cpu_side():

@@ -126,7 +126,7 @@ def sweep(max_params: float = float("inf"), steps: int = 3, batch_size: int = BA
 def environment(batch_size: int = BATCH_SIZE, block_size: int = BLOCK_SIZE, steps: int | None = None) -> dict:
     """What served the run: backend, device, versions, the host's CPU model, date, commit, timed
     steps a size (and, on the CPU, the load average of the last 1, 5 and 15 minutes: above the core
-    count, other work shared the CPU; on CuPy, the GPU's name and UUID where CuPy reports them)."""
+    count, other work shared the CPU; on CuPy, the GPU's name, UUID and memory where CuPy reports them)."""
     env = {"backend": BACKEND, "device": describe(), "numpy": np.__version__, "python": platform.python_version(),
            "machine": platform.machine(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -145,6 +145,8 @@ def environment(batch_size: int = BATCH_SIZE, block_size: int = BLOCK_SIZE, step
             name = props.get("name")
             if name:
                 env["gpu_name"] = name.decode() if isinstance(name, bytes) else str(name)
+            if props.get("totalGlobalMem"):
+                env["gpu_memory_bytes"] = int(props["totalGlobalMem"])
             uuid = props.get("uuid")
             if uuid:
                 env["gpu_uuid"] = uuid.hex() if isinstance(uuid, bytes) else str(uuid)
@@ -193,7 +195,8 @@ def git_commit() -> str:
 def check_results(results: dict, require_cpu: bool = True) -> None:
     """Raise ValueError naming the first field that does not fit the schema of a sweep file
     (a 'gpu' run may be null: none recorded yet; 'gpu_tf32', the same with TF32 products, may be
-    null or absent). The fields added later ('steps', 'cpu_model', 'gpu_name', 'gpu_uuid'; a row's
+    null or absent). The fields added later ('steps', 'cpu_model', 'gpu_name', 'gpu_uuid',
+    'gpu_memory_bytes'; a row's
     'host_ms_per_step', 'n_ops', 'n_to_host') may be absent, and are checked where present."""
     if results.get("schema") != SCHEMA:
         raise ValueError(f"schema must be {SCHEMA}, got {results.get('schema')!r}")
@@ -220,6 +223,9 @@ def check_results(results: dict, require_cpu: bool = True) -> None:
         for key in ("cpu_model", "gpu_name", "gpu_uuid"):
             if key in run and not isinstance(run[key], str):
                 raise ValueError(f"{part}.{key} must be a str, got {run[key]!r}")
+        memory = run.get("gpu_memory_bytes")
+        if "gpu_memory_bytes" in run and (not isinstance(memory, int) or isinstance(memory, bool) or memory < 1):
+            raise ValueError(f"{part}.gpu_memory_bytes must be a positive int, got {memory!r}")
         if not run["rows"]:
             raise ValueError(f"{part}.rows is empty")
         for i, row in enumerate(run["rows"]):
