@@ -73,6 +73,28 @@ def test_a_cpu_sweep_writes_a_file_that_fits_the_schema(tmp_path):
         check_results({**good, "gpu_tf32": {**good["gpu_tf32"], "rows": []}})
 
 
+def test_one_size_at_several_batch_sizes_is_stored_under_its_own_part(tmp_path):
+    out = tmp_path / "sweep.json"
+    main(["--out", str(out), "--steps", "1", "--only", "0.1M", "--batch-sizes", "1,2", "--block-size", "16",
+          "--no-count"])
+    results = json.loads(out.read_text())
+    check_results(results, require_cpu=False)
+    rows = results["cpu_batch"]["rows"]
+    assert results["cpu"] is None and [(r["name"], r["batch_size"]) for r in rows] == [("0.1M", 1), ("0.1M", 2)]
+    for r in rows:  # tokens a second: the batch's tokens over the median step
+        assert r["tokens_per_s"] == pytest.approx(r["batch_size"] * 16 / (r["ms_per_step"] / 1000), rel=1e-3)
+    bad = copy.deepcopy(results)
+    del bad["cpu_batch"]["rows"][0]["tokens_per_s"]
+    with pytest.raises(ValueError, match="cpu_batch.rows.0..tokens_per_s must be a positive"):
+        check_results(bad, require_cpu=False)
+    with pytest.raises(ValueError, match="gpu_batch lacks 'cupy'"):
+        check_results({**results, "gpu_batch": results["cpu_batch"]}, require_cpu=False)
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--batch-sizes", "1,2"])  # which size? --only is needed
+    with pytest.raises(ValueError, match="no sweep size named '7M'"):
+        main(["--out", str(out), "--only", "7M", "--batch-sizes", "1"])
+
+
 @pytest.mark.skipif(not RECORDED.exists(), reason="no recorded sweep committed yet (book/data/gpu_sweep.json)")
 def test_the_committed_recorded_sweep_fits_the_schema():
     recorded = json.loads(RECORDED.read_text())
@@ -87,7 +109,8 @@ def test_the_committed_recorded_sweep_fits_the_schema():
 def test_the_run_script_writes_the_files_chapter_14_reads():
     script = (RECORDED.parents[2] / "tests" / "gpu" / "run_on_device.sh").read_text()
     assert '> "$out/gpu_tests.txt"' in script
-    assert script.count('bench_sweep --out "$out/gpu_sweep.json" --steps "$steps"') == 2
+    assert script.count('bench_sweep --out "$out/gpu_sweep.json" --steps "$steps"') == 3
+    assert "--only 10M --batch-sizes 12,48,192" in script
 
 
 def test_the_first_gpu_run_kept_for_chapter_14_fits_the_schema_without_a_cpu_side():

@@ -55,6 +55,8 @@ SIZES = [("0.1M", 2, 4, 64), ("0.8M", 4, 4, 128), ("3M", 6, 6, 192), ("10M", 8, 
 ROW_KEYS = {"name": str, "n_params": int, "flops_per_step": int, "ms_per_step": float, "gflops_per_s": float}
 # optional: files recorded before these existed lack them
 OPTIONAL_ROW_KEYS = {"host_ms_per_step": float, "n_ops": int, "n_to_host": int}
+BATCH_PARTS = ("gpu_batch", "cpu_batch")  # optional: one size at several batch sizes (--only, --batch-sizes)
+BATCH_ROW_KEYS = {"batch_size": int, "tokens_per_s": float}
 
 
 def sweep_configs(max_params: float = float("inf"), block_size: int = BLOCK_SIZE) -> list[tuple[str, ModelConfig]]:
@@ -108,18 +110,31 @@ def time_steps(config: ModelConfig, steps: int, seed: int = 0, batch_size: int =
 
 
 def sweep(max_params: float = float("inf"), steps: int = 3, batch_size: int = BATCH_SIZE,
-          block_size: int = BLOCK_SIZE, verbose: bool = True):
-    """Yield one result row per size, smallest first, as soon as it is measured."""
-    for name, config in sweep_configs(max_params, block_size):
+          block_size: int = BLOCK_SIZE, verbose: bool = True, only: str | None = None,
+          batch_sizes: list[int] | None = None):
+    """Yield one result row per size, smallest first, as soon as it is measured. With ``only`` and
+    ``batch_sizes``: one row per batch size of the size named ``only``, each with its 'batch_size'
+    and 'tokens_per_s'."""
+    configs = sweep_configs(max_params, block_size)
+    if only is not None:
+        configs = [(name, config) for name, config in configs if name == only]
+        if not configs:
+            raise ValueError(f"no sweep size named {only!r} up to {max_params:g} parameters; the sizes are "
+                             f"{[name for name, _ in sweep_configs(block_size=block_size)]}")
+    runs = [(name, config, b) for name, config in configs for b in (batch_sizes or [batch_size])]
+    for name, config, batch_size in runs:
         host: list[float] = []
         seconds = statistics.median(time_steps(config, steps, batch_size=batch_size, host=host))
         flops = training_step_flops(config, batch_size)
         row = {"name": name, "n_params": parameter_counts(config)["total"], "flops_per_step": flops,
                "ms_per_step": round(1000 * seconds, 3), "gflops_per_s": round(flops / seconds / 1e9, 2),
                "host_ms_per_step": round(1000 * statistics.median(host), 3)}
+        if batch_sizes:
+            row["batch_size"] = batch_size
+            row["tokens_per_s"] = round(batch_size * block_size / seconds, 1)
         if verbose:
             print(f"{name:>5}  {row['n_params']:>11,} params  {row['ms_per_step']:>10.1f} ms/step  "
-                  f"{row['gflops_per_s']:>8.1f} GFLOP/s", flush=True)
+                  f"{row['gflops_per_s']:>8.1f} GFLOP/s" + (f"  batch {batch_size}" if batch_sizes else ""), flush=True)
         yield row
 
 
@@ -173,7 +188,7 @@ def count_ops(rows: list[dict], batch_size: int, block_size: int) -> None:
     where this backend cuts them (on NumPy; one piece elsewhere). One subprocess for all rows."""
     from .step_count import count_sweep_in_subprocess
 
-    specs = [{"name": row["name"], "batch_size": batch_size, "block_size": block_size,
+    specs = [{"name": row["name"], "batch_size": row.get("batch_size", batch_size), "block_size": block_size,
               "cpu_pieces": BACKEND == "numpy"} for row in rows]
     for row, counted in zip(rows, count_sweep_in_subprocess(specs)):
         row["n_ops"], row["n_to_host"] = counted["op"], counted["to_host"]
@@ -197,12 +212,14 @@ def check_results(results: dict, require_cpu: bool = True) -> None:
     (a 'gpu' run may be null: none recorded yet; 'gpu_tf32', the same with TF32 products, may be
     null or absent). The fields added later ('steps', 'cpu_model', 'gpu_name', 'gpu_uuid',
     'gpu_memory_bytes'; a row's
-    'host_ms_per_step', 'n_ops', 'n_to_host') may be absent, and are checked where present."""
+    'host_ms_per_step', 'n_ops', 'n_to_host') may be absent, and are checked where present; so are
+    the optional batch parts ('gpu_batch', 'cpu_batch': one size at several batch sizes, each row
+    with its 'batch_size' and 'tokens_per_s')."""
     if results.get("schema") != SCHEMA:
         raise ValueError(f"schema must be {SCHEMA}, got {results.get('schema')!r}")
     if "gpu" not in results:
         raise ValueError("lacks 'gpu' (null when no GPU run is recorded)")
-    for part in ("cpu", "gpu", "gpu_tf32"):
+    for part in ("cpu", "gpu", "gpu_tf32", *BATCH_PARTS):
         run = results.get(part)
         if run is None and (part != "cpu" or not require_cpu):
             continue
@@ -211,7 +228,7 @@ def check_results(results: dict, require_cpu: bool = True) -> None:
         for key in ("backend", "device", "date", "commit", "rows"):
             if key not in run:
                 raise ValueError(f"{part} lacks {key!r}")
-        if part != "cpu":
+        if part.startswith("gpu"):
             for key in ("cupy", "cuda_driver", "tf32"):
                 if key not in run:
                     raise ValueError(f"{part} lacks {key!r}")
@@ -235,22 +252,39 @@ def check_results(results: dict, require_cpu: bool = True) -> None:
                 value = row.get(key)
                 if not isinstance(value, kind) or isinstance(value, bool) or (kind is not str and value <= 0):
                     raise ValueError(f"{part}.rows[{i}].{key} must be a positive {kind.__name__}, got {value!r}")
+            for key, kind in (BATCH_ROW_KEYS.items() if part in BATCH_PARTS else ()):
+                value = row.get(key)
+                if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
+                    raise ValueError(f"{part}.rows[{i}].{key} must be a positive {kind.__name__}, got {value!r}")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m companion.tools.bench_sweep", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True,
-                        help="JSON file to write (the run is stored under 'cpu', 'gpu' or, with CUPY_TF32=1, 'gpu_tf32')")
+                        help="JSON file to write (the run is stored under 'cpu', 'gpu' or, with CUPY_TF32=1, 'gpu_tf32'; "
+                             "with --batch-sizes under 'cpu_batch' or 'gpu_batch')")
     parser.add_argument("--max-params", type=float, default=float("inf"), help="skip sizes above this many parameters")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per size (after one warm-up step)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"sequences per step (default {BATCH_SIZE})")
     parser.add_argument("--block-size", type=int, default=BLOCK_SIZE, help=f"tokens per sequence (default {BLOCK_SIZE})")
+    parser.add_argument("--only", default=None, help="time only the size of this name (e.g. 10M)")
+    parser.add_argument("--batch-sizes", default=None,
+                        help="with --only: time it at each of these batch sizes, e.g. 12,48,192, and store the "
+                             "run under 'gpu_batch' or 'cpu_batch' (float32 products only)")
     parser.add_argument("--no-count", action="store_true",
                         help="do not count each size's operations under the strict double afterwards")
     args = parser.parse_args(argv)
     for flag in ("steps", "batch_size", "block_size"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    batch_sizes = None
+    if args.batch_sizes is not None:
+        try:
+            batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+        except ValueError:
+            parser.error(f"--batch-sizes must be whole numbers separated by commas, got {args.batch_sizes!r}")
+        if not batch_sizes or min(batch_sizes) < 1 or args.only is None:
+            parser.error("--batch-sizes needs positive batch sizes and --only NAME (the size to time)")
     path = Path(args.out)
     results = {"schema": SCHEMA, "cpu": None, "gpu": None}
     if path.exists():
@@ -258,9 +292,15 @@ def main(argv=None) -> None:
 
         results = read_json(path, "sweep results")
     part = "cpu" if BACKEND != "cupy" else ("gpu_tf32" if os.environ.get("CUPY_TF32", "0") == "1" else "gpu")
+    if batch_sizes:
+        if part == "gpu_tf32":
+            parser.error("--batch-sizes records float32 products only: unset CUPY_TF32")
+        part += "_batch"
     print(f"sweep on {describe()}", flush=True)
-    results[part] = {**environment(args.batch_size, args.block_size, args.steps), "rows": []}
-    for row in sweep(args.max_params, args.steps, args.batch_size, args.block_size):  # written after each size, so a cut-off run keeps its rows
+    results[part] = {**environment(max(batch_sizes) if batch_sizes else args.batch_size, args.block_size,
+                                   args.steps), "rows": []}
+    for row in sweep(args.max_params, args.steps, args.batch_size, args.block_size, only=args.only,
+                     batch_sizes=batch_sizes):  # written after each size, so a cut-off run keeps its rows
         results[part]["rows"].append(row)
         write_json(path, results)
     if not args.no_count:  # after the timing, so that a run cut short keeps its times
