@@ -124,3 +124,20 @@ def test_the_first_gpu_run_kept_for_chapter_14_fits_the_schema_without_a_cpu_sid
     assert blocked["gpu"]["commit"] != recorded["gpu"]["commit"]
     with pytest.raises(ValueError, match="cpu must be an object"):
         check_results(blocked)  # a file without its CPU side needs require_cpu=False
+
+
+def test_the_first_one_piece_run_kept_for_chapter_14_differs_from_the_cache_blocked_one_only_by_elementwise_operations():
+    """book/data/gpu_sweep_one_piece.json: the first run after backend.pieces, at the commit that added
+    it; chapter 14 compares it with the cache-blocked run, operation by operation name."""
+    one = json.loads(RECORDED.with_name("gpu_sweep_one_piece.json").read_text())
+    blocked = json.loads(CACHE_BLOCKED.read_text())
+    check_results(one)
+    check_results(blocked, require_cpu=False)
+    assert one["gpu"]["commit"] != blocked["gpu"]["commit"] and one["gpu"]["date"] > blocked["gpu"]["date"]
+    for a, b in zip(one["gpu"]["rows"], blocked["gpu"]["rows"]):
+        assert a["name"] == b["name"] and a["n_ops"] < b["n_ops"]
+        assert sum(a["ops_by_name"].values()) == a["n_ops"] and sum(b["ops_by_name"].values()) == b["n_ops"]
+    bad = copy.deepcopy(one)
+    bad["gpu"]["rows"][0]["ops_by_name"]["matmul"] += 1  # no longer adds up to n_ops
+    with pytest.raises(ValueError, match=r"gpu.rows\[0\].ops_by_name must map"):
+        check_results(bad)

@@ -212,7 +212,7 @@ def check_results(results: dict, require_cpu: bool = True) -> None:
     (a 'gpu' run may be null: none recorded yet; 'gpu_tf32', the same with TF32 products, may be
     null or absent). The fields added later ('steps', 'cpu_model', 'gpu_name', 'gpu_uuid',
     'gpu_memory_bytes'; a row's
-    'host_ms_per_step', 'n_ops', 'n_to_host') may be absent, and are checked where present; so are
+    'host_ms_per_step', 'n_ops', 'n_to_host', 'ops_by_name') may be absent, and are checked where present; so are
     the optional batch parts ('gpu_batch', 'cpu_batch': one size at several batch sizes, each row
     with its 'batch_size' and 'tokens_per_s')."""
     if results.get("schema") != SCHEMA:
@@ -252,6 +252,12 @@ def check_results(results: dict, require_cpu: bool = True) -> None:
                 value = row.get(key)
                 if not isinstance(value, kind) or isinstance(value, bool) or (kind is not str and value <= 0):
                     raise ValueError(f"{part}.rows[{i}].{key} must be a positive {kind.__name__}, got {value!r}")
+            by_name = row.get("ops_by_name")
+            if "ops_by_name" in row and not (isinstance(by_name, dict) and all(
+                    isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
+                    for k, v in by_name.items()) and sum(by_name.values()) == row.get("n_ops")):
+                raise ValueError(f"{part}.rows[{i}].ops_by_name must map operation names to positive counts "
+                                 f"that add up to n_ops")
             for key, kind in (BATCH_ROW_KEYS.items() if part in BATCH_PARTS else ()):
                 value = row.get(key)
                 if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
