@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import subprocess
@@ -65,11 +66,12 @@ def count_train_steps(steps: int = 2, batch_size: int = 8, seed: int = 0, **mode
 
 
 def count_sweep_step(name: str, batch_size: int = 1, block_size: int = 16, cpu_pieces: bool = False,
-                     seed: int = 0) -> dict:
+                     seed: int = 0, changes: dict | None = None) -> dict:
     """Counts of one steady step (after a warm-up step) of the sweep's model ``name`` (e.g. "10M"),
     on a batch of ``batch_size`` x ``block_size`` tokens. In one piece, as on a GPU, the count does
     not depend on the batch; with ``cpu_pieces`` GELU takes ``GELU_BLOCK_ROWS`` rows of the batch at
-    a time and AdamW ``CHUNK`` numbers of the buffer at a time, as on the CPU."""
+    a time and AdamW ``CHUNK`` numbers of the buffer at a time, as on the CPU. ``changes`` replaces
+    fields of the size's config (e.g. ``{"n_embd": 16, "n_head": 2}`` for a tiny model)."""
     if BACKEND != "strict":
         raise RuntimeError("operations are counted by the strict backend: set COMPANION_BACKEND=strict "
                            "(count_sweep_in_subprocess does it for you)")
@@ -84,7 +86,7 @@ def count_sweep_step(name: str, batch_size: int = 1, block_size: int = 16, cpu_p
     configs = dict(sweep_configs(block_size=block_size))
     if name not in configs:
         raise ValueError(f"no sweep size named {name!r}; the sizes are {sorted(configs)}")
-    config, rng = configs[name], np.random.default_rng(seed)
+    config, rng = dataclasses.replace(configs[name], **(changes or {})), np.random.default_rng(seed)
     model = Transformer(config, rng)
     opt = optim.AdamW(model.parameters(), model.gradients(), lr=1e-3)
     idx = asarray(rng.integers(0, config.vocab_size, size=(batch_size, block_size)))  # (B, T)
