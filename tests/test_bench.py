@@ -72,6 +72,22 @@ def test_run_bench_fields_small_config():
         run_bench(steps=0, config=cfg)
 
 
+def test_interleaving_covers_every_step_once_in_order():
+    from companion.tools.bench import _interleaving
+
+    assert [list(b) for b in _interleaving(4, threads=1)] == [[0], [1], [2], [3]]  # step by step
+    blocks = _interleaving(12, threads=2)
+    assert [list(b) for b in blocks] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
+
+
+def test_vs_torch_with_two_threads_times_every_step_of_both():
+    pytest.importorskip("torch", reason="bench --vs-torch times the PyTorch twin")
+    cfg = preset("tiny", dtype="float32")
+    r = run_bench(steps=6, warmup=1, threads=2, vs_torch=True, config=cfg, batch_size=2, memory=False, sgemm_n=128)
+    assert r["threads"] == 2 and r["max_loss_diff"] < 1e-4  # the same steps, in blocks, on the same batches
+    assert r["ratio_stepwise_median"] > 0 and np.isfinite(r["ratio_companion_over_torch"])
+
+
 def test_cli_bench_two_steps_json(capsys):
     pytest.importorskip("torch", reason="bench --vs-torch times the PyTorch twin")
     assert main(["bench", "--steps", "2", "--warmup", "1", "--threads", "1", "--vs-torch", "--json"]) == 0

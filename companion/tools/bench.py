@@ -7,7 +7,8 @@ threads pinned (threadpoolctl; ``torch.set_num_threads`` for PyTorch, the same c
 
 With ``--vs-torch`` the same architecture runs in PyTorch (``companion.tools.torch_twin``) with the same
 initial weights and the same batches; each step runs both, alternating which goes first, after a
-few untimed warm-up steps, so both see the same machine load. A busy machine (load average above
+few untimed warm-up steps, so both see the same machine load (with more than one thread, in blocks
+of five steps each: see ``_interleaving``). A busy machine (load average above
 the free cores) is reported with a warning: its timings are noise.
 
 FLOPs, counted analytically (matmuls only; norms, softmax, GELU, Adam are O(B T C), ignored):
@@ -159,21 +160,24 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     losses = {"companion": [], "torch": []}
     try:
         with threadpool_limits(limits=threads, user_api="blas"):
-            for i in range(warmup + steps):
+            for block in _interleaving(warmup + steps, threads):
                 # alternate who goes first, so neither always runs on caches the other just warmed
-                order = ("companion", "torch") if i % 2 == 0 else ("torch", "companion")
+                order = ("companion", "torch") if block[0] % 2 == 0 else ("torch", "companion")
                 for name in order:
                     if name == "torch" and not vs_torch:
                         continue
-                    t0 = time.perf_counter()
-                    if name == "companion":
-                        loss = companion_step(model, opt, idx[i], targets[i])
-                    else:
-                        loss = torch_step(twin, topt, tidx[i], ttargets[i])
-                    elapsed = time.perf_counter() - t0
-                    losses[name].append(loss)
-                    if i >= warmup:
-                        times[name].append(elapsed)
+                    if threads > 1:
+                        time.sleep(0.05)  # let the other library's idle worker threads stop spinning first
+                    for i in block:
+                        t0 = time.perf_counter()
+                        if name == "companion":
+                            loss = companion_step(model, opt, idx[i], targets[i])
+                        else:
+                            loss = torch_step(twin, topt, tidx[i], ttargets[i])
+                        elapsed = time.perf_counter() - t0
+                        losses[name].append(loss)
+                        if i >= warmup:
+                            times[name].append(elapsed)
             peak_bytes = tracemalloc_step(model, opt, idx[0], targets[0]) if memory else None
         sgemm = sgemm_peak(threads, n=sgemm_n)
     finally:
@@ -212,6 +216,16 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
             if rss:
                 result["torch"].update(rss)
     return result
+
+
+def _interleaving(n: int, threads: int, block: int = 5) -> list[range]:
+    """The steps in the order they are timed: one at a time with one thread (each step's two runs
+    share the same moment's load); in blocks of ``block`` with more threads, because OpenBLAS's and
+    PyTorch's OpenMP worker threads keep spinning for a while after each call, and a step of one
+    library right after the other's then shares the cores with the other's idle-but-busy workers
+    (we measured PyTorch's 2-thread step near 29 ms alone and about twice that when interleaved)."""
+    size = 1 if threads == 1 else block
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def _load_average() -> float | None:

@@ -126,7 +126,7 @@ def add_bench_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="time training steps of nanoGPT's baby config", description=(
         "Time forward + backward + AdamW steps of the 'baby' config (4 layers, 4 heads, n_embd 128, "
         "block 64, batch 12, vocab 65) in float32, report tokens/s and GFLOP/s against a measured "
-        "sgemm peak, and with --vs-torch the same model in PyTorch, interleaved step by step."))
+        "sgemm peak, and with --vs-torch the same model in PyTorch, interleaved (step by step on one thread, in blocks of five on more)."))
     p.add_argument("--vs-torch", action="store_true", help="also time the PyTorch twin (same weights, same batches)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 20; --profile 10; --recipe 2000)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
