@@ -70,7 +70,8 @@ def count_sweep_step(name: str, batch_size: int = 1, block_size: int = 16, cpu_p
     """Counts of one steady step (after a warm-up step) of the sweep's model ``name`` (e.g. "10M"),
     on a batch of ``batch_size`` x ``block_size`` tokens. In one piece, as on a GPU, the count does
     not depend on the batch; with ``cpu_pieces`` GELU takes ``GELU_BLOCK_ROWS`` rows of the batch at
-    a time and AdamW ``CHUNK`` numbers of the buffer at a time, as on the CPU. ``changes`` replaces
+    a time and AdamW ``CHUNK`` numbers of the buffer at a time, as on the CPU. "optimizer_op" is the
+    part of "op" that AdamW's step ran ("optimizer_top": by name). ``changes`` replaces
     fields of the size's config (e.g. ``{"n_embd": 16, "n_head": 2}`` for a tiny model)."""
     if BACKEND != "strict":
         raise RuntimeError("operations are counted by the strict backend: set COMPANION_BACKEND=strict "
@@ -98,9 +99,19 @@ def count_sweep_step(name: str, batch_size: int = 1, block_size: int = 16, cpu_p
     with mock.patch.object(feedforward, "pieces", cpu if cpu_pieces else feedforward.pieces), \
             mock.patch.object(optim, "pieces", cpu if cpu_pieces else optim.pieces):
         training_step(model, opt, idx[:1, :1], targets[:1, :1])  # a one-token warm-up creates AdamW's moments
+        optimizer_ops = []  # the operations of opt.step alone, by name, inside the counted step
+        step = opt.step
+
+        def counted_step() -> None:
+            before = collections.Counter(counter)
+            step()
+            optimizer_ops.append(collections.Counter(counter) - before)
+
+        opt.step = counted_step
         with counting() as counter:
             training_step(model, opt, idx, targets)
-    return {**{k: counter[k] for k in KINDS},
+    return {**{k: counter[k] for k in KINDS}, "optimizer_op": optimizer_ops[0]["op"],
+            "optimizer_top": {k[3:]: v for k, v in optimizer_ops[0].most_common() if k.startswith("op:")},
             "top": {k[3:]: v for k, v in counter.most_common() if k.startswith("op:")}}
 
 
