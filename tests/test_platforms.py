@@ -179,3 +179,28 @@ def test_set_up_needs_no_make(tmp_path):
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert "-m venv" in r.stdout and "pip install -e .[learner]" in r.stdout and "overrides.json" in r.stdout
+
+
+@pytest.mark.parametrize("replaces", [True, False])
+def test_backend_switch_from_the_command_line_keeps_the_commands_exit_status(monkeypatch, capfd, replaces):
+    """`python -m companion eval ... --backend strict` runs itself again under the other backend.
+    POSIX replaces the process (os.execve); Windows' execve would start the command and end this
+    process with status 0 at once, so there the command runs as a child and its status is returned."""
+    from companion.tools import cli, cli_backend
+
+    monkeypatch.setattr(cli_backend, "EXEC_REPLACES_PROCESS", replaces)
+    monkeypatch.setattr(sys, "argv", ["companion", "eval", "--ckpt", "/nonexistent-run", "--backend", "strict"])
+    execs = []
+
+    def execve(path, args, env):
+        execs.append((args, env["COMPANION_BACKEND"]))
+        raise SystemExit(0)  # what the caller would see on Windows: success, whatever the command does
+
+    monkeypatch.setattr(cli_backend.os, "execve", execve)
+    if replaces:
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert execs == [([sys.executable, "-m", "companion", *sys.argv[1:]], "strict")]
+    else:
+        assert cli.main() == 2  # the child's error status (no checkpoint there), not 0
+        assert execs == [] and "no checkpoint at" in capfd.readouterr().err
