@@ -19,6 +19,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,3 +205,19 @@ def test_backend_switch_from_the_command_line_keeps_the_commands_exit_status(mon
     else:
         assert cli.main() == 2  # the child's error status (no checkpoint there), not 0
         assert execs == [] and "no checkpoint at" in capfd.readouterr().err
+
+
+def test_a_corpus_saved_with_windows_line_ends_reads_as_on_linux(tmp_path):
+    """A text file saved on Windows (or written there by Python's text mode) ends its lines with
+    CRLF: the text task reads it as text mode does, so a character model gets no '\\r' token and the
+    same file gives the same task on every OS, as the plays (read in text mode) do."""
+    from companion.tasks import make_task, read_corpus
+
+    text = "".join(f"line {i}: to be or not to be\n" for i in range(400))
+    (tmp_path / "lf.txt").write_bytes(text.encode("utf-8"))
+    (tmp_path / "crlf.txt").write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+    (tmp_path / "cr.txt").write_bytes(text.replace("\n", "\r").encode("utf-8"))
+    assert read_corpus(tmp_path / "crlf.txt") == read_corpus(tmp_path / "cr.txt") == text
+    lf, crlf = (make_task("text", corpus=str(tmp_path / f"{name}.txt"), block_size=16) for name in ("lf", "crlf"))
+    assert "\r" not in crlf.tokenizer.chars and crlf.vocab_size == lf.vocab_size
+    assert all(np.array_equal(getattr(lf, split), getattr(crlf, split)) for split in ("train", "val", "test"))
