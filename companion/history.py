@@ -200,7 +200,7 @@ class MetricsLog:
         atomic_write(self.path, lambda f: f.write(text), mode="w")
 
     def append(self, line: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+        with open(self.path, "a", encoding="utf-8", newline="\n") as f:  # LF on Windows too, as start() writes
             f.write(json.dumps(line) + "\n")
             f.flush()
             os.fsync(f.fileno())

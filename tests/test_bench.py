@@ -2,6 +2,7 @@
 2-step run reports every field. No timing is asserted: a unit test cannot know the machine."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -62,7 +63,11 @@ def test_run_bench_fields_small_config():
     r = run_bench(steps=2, warmup=1, threads=1, config=cfg, batch_size=2, memory=True, sgemm_n=128)
     c = r["companion"]
     assert r["config"] == "tiny" and r["params"] == Transformer(cfg, np.random.default_rng(0)).num_params()
-    assert c["peak_step_alloc_bytes"] > 0 and c["rss_peak_bytes"] >= c["rss_base_bytes"] > 0  # measured, in a child
+    assert c["peak_step_alloc_bytes"] > 0
+    if os.path.exists("/proc/self/status"):  # resident memory is Linux's VmHWM, measured in a child (bench_memory)
+        assert c["rss_peak_bytes"] >= c["rss_base_bytes"] > 0
+    else:  # macOS, Windows: no VmHWM to read, so the figure is missing rather than made up
+        assert "rss_peak_bytes" not in c
     for key in ("median_s", "p25_s", "p75_s", "min_s", "tokens_per_second", "gflops", "fraction_of_sgemm_peak"):
         assert np.isfinite(c[key]) and c[key] > 0, key
     assert r["flops_per_step"] == flops_per_step(cfg, 2)["total"]
@@ -100,8 +105,10 @@ def test_cli_bench_two_steps_json(capsys):
     assert r["threads"] == 1 and r["steps"] == 2 and r["batch_size"] == 12 and r["block_size"] == 64
     assert r["params"] == Transformer(preset("baby"), np.random.default_rng(0)).num_params()
     for side in ("companion", "torch"):
-        for key in ("median_s", "tokens_per_second", "gflops", "rss_peak_bytes"):
+        for key in ("median_s", "tokens_per_second", "gflops"):
             assert r[side][key] > 0, (side, key)
+        # resident memory is Linux's VmHWM (bench_memory); elsewhere it is missing, not made up
+        assert r[side]["rss_peak_bytes"] > 0 if os.path.exists("/proc/self/status") else "rss_peak_bytes" not in r[side]
     assert r["companion"]["peak_step_alloc_bytes"] > 0
     assert r["ratio_companion_over_torch"] == pytest.approx(r["companion"]["median_s"] / r["torch"]["median_s"])
     # same weights, same batches: the two frameworks compute the same losses (float32 rounding)

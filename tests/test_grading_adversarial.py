@@ -28,8 +28,14 @@ from companion.grading.adapter import chapter_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
-LIMIT_S = 3  # per exercise, for these tests (the default is 8)
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="the grader's limits are POSIX resource limits")
+LIMIT_S = 3  # per exercise, for these tests (the default is 6)
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="Windows has no grading workers: grade runs the learner's "
+                                "files in its own process, with no isolation or limits (README: 'Linux only, and what "
+                                "happens elsewhere')")
+# What only Linux guarantees (README, and workers.unguaranteed()): the memory limit (macOS refuses
+# RLIMIT_AS) and killing children a learner's code detached with setsid (needs /proc and
+# PR_SET_CHILD_SUBREAPER). On macOS those two attacks are left out; everything else is checked.
+LINUX = sys.platform.startswith("linux")
 
 
 def function_of(text: str, exercise: str) -> str:
@@ -166,7 +172,7 @@ return 0.0
 LEAVE_CHILDREN = """
 import os, time
 pids = []
-for escape in (False, True):
+for escape in ESCAPES:
     pid = os.fork()
     if pid == 0:
         if escape:
@@ -194,8 +200,9 @@ def test_attacks_at_import_and_call_score_zero_and_nothing_else(tmp_path):
         "4.1": CATCH_EVERYTHING,
         "4.2": C_LOOP,
         "4.3": NO_SIGNALS,
-        "5.1": LEAVE_CHILDREN + "\n" + _solution_body(sol5, "5.1"),
-        "5.2": "import numpy as np\nbig = np.ones(5 * 10**9)  # 40 GB\nreturn big, big",
+        "5.1": LEAVE_CHILDREN.replace("ESCAPES", "(False, True)" if LINUX else "(False,)") + "\n"
+               + _solution_body(sol5, "5.1"),
+        **({"5.2": "import numpy as np\nbig = np.ones(5 * 10**9)  # 40 GB\nreturn big, big"} if LINUX else {}),
         "5.3": "raise KeyboardInterrupt",
         "9.2": "return 0.0",
         "8.1": "import os, signal\nos.killpg(os.getpgrp(), signal.SIGKILL)",
@@ -217,7 +224,7 @@ def test_attacks_at_import_and_call_score_zero_and_nothing_else(tmp_path):
         "3.2": "uses the companion's implementation (companion.attention.attention_forward)",
         "3.3": "",  # returns None after printing: an ordinary wrong answer
         "4.1": "time limit", "4.2": "time limit", "4.3": "time limit",
-        "5.2": "memory limit", "5.3": "interrupted",
+        **({"5.2": "memory limit"} if LINUX else {}), "5.3": "interrupted",
         "9.2": "does not match",  # the learner's patched np.allclose is not the grader's
         "8.1": "killed by signal SIGKILL",
         "7.1": "exited with status 0",
@@ -231,7 +238,7 @@ def test_attacks_at_import_and_call_score_zero_and_nothing_else(tmp_path):
     assert {"5.1", "6.3", "8.2", "9.1", "10.2"} <= set(untouched)
     for exercise in untouched:  # forking is allowed: 5.1 keeps its points
         assert ex[exercise]["score"] == ex[exercise]["max_score"] > 0, (exercise, messages(ex[exercise]))
-    # the children 5.1 left behind, in its process group and out of it, are gone
+    # the children 5.1 left behind, in its process group and (on Linux) out of it, are gone
     left = [int(p) for p in pids.read_text().split()]
     assert left and not [p for p in left if alive(p)], f"processes left behind: {left}"
     # bounded: three exercises spend their time limit, the rest is quick
@@ -341,7 +348,7 @@ def test_check_lets_the_stop_button_stop_the_cell():
 def _worker_user_usable(user: str = "nobody") -> bool:
     """True where this grader can run its workers as ``user`` (root, and an interpreter and
     checkout that user can read: a container image, not a per-user Python under /root)."""
-    if os.geteuid() != 0:
+    if os.name != "posix" or os.geteuid() != 0:  # evaluated at collection: Windows has no os.geteuid
         return False
     try:
         probe = subprocess.run([sys.executable, "-E", "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "

@@ -19,6 +19,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,3 +180,44 @@ def test_set_up_needs_no_make(tmp_path):
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert "-m venv" in r.stdout and "pip install -e .[learner]" in r.stdout and "overrides.json" in r.stdout
+
+
+@pytest.mark.parametrize("replaces", [True, False])
+def test_backend_switch_from_the_command_line_keeps_the_commands_exit_status(monkeypatch, capfd, replaces):
+    """`python -m companion eval ... --backend strict` runs itself again under the other backend.
+    POSIX replaces the process (os.execve); Windows' execve would start the command and end this
+    process with status 0 at once, so there the command runs as a child and its status is returned."""
+    from companion.tools import cli, cli_backend
+
+    monkeypatch.setattr(cli_backend, "EXEC_REPLACES_PROCESS", replaces)
+    monkeypatch.setattr(sys, "argv", ["companion", "eval", "--ckpt", "/nonexistent-run", "--backend", "strict"])
+    execs = []
+
+    def execve(path, args, env):
+        execs.append((args, env["COMPANION_BACKEND"]))
+        raise SystemExit(0)  # what the caller would see on Windows: success, whatever the command does
+
+    monkeypatch.setattr(cli_backend.os, "execve", execve)
+    if replaces:
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert execs == [([sys.executable, "-m", "companion", *sys.argv[1:]], "strict")]
+    else:
+        assert cli.main() == 2  # the child's error status (no checkpoint there), not 0
+        assert execs == [] and "no checkpoint at" in capfd.readouterr().err
+
+
+def test_a_corpus_saved_with_windows_line_ends_reads_as_on_linux(tmp_path):
+    """A text file saved on Windows (or written there by Python's text mode) ends its lines with
+    CRLF: the text task reads it as text mode does, so a character model gets no '\\r' token and the
+    same file gives the same task on every OS, as the plays (read in text mode) do."""
+    from companion.tasks import make_task, read_corpus
+
+    text = "".join(f"line {i}: to be or not to be\n" for i in range(400))
+    (tmp_path / "lf.txt").write_bytes(text.encode("utf-8"))
+    (tmp_path / "crlf.txt").write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+    (tmp_path / "cr.txt").write_bytes(text.replace("\n", "\r").encode("utf-8"))
+    assert read_corpus(tmp_path / "crlf.txt") == read_corpus(tmp_path / "cr.txt") == text
+    lf, crlf = (make_task("text", corpus=str(tmp_path / f"{name}.txt"), block_size=16) for name in ("lf", "crlf"))
+    assert "\r" not in crlf.tokenizer.chars and crlf.vocab_size == lf.vocab_size
+    assert all(np.array_equal(getattr(lf, split), getattr(crlf, split)) for split in ("train", "val", "test"))

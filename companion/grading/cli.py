@@ -55,7 +55,7 @@ class ReportFile:
             raise ValueError(f"--output {path} is a folder")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self.file = os.fdopen(fd, "w", encoding="utf-8")
+        self.file = os.fdopen(fd, "w", encoding="utf-8", newline="\n")  # LF on Windows too, as atomic_write
 
     def commit(self, text: str) -> None:
         self.file.write(text)

@@ -64,7 +64,9 @@ def default_corpus() -> str:
 
 
 def read_corpus(path: str | os.PathLike) -> str:
-    """Read a UTF-8 text file, with a clear error if it is missing, empty or not text."""
+    """Read a UTF-8 text file, with a clear error if it is missing, empty or not text. Line ends
+    are read as Python's text mode reads them (CRLF and CR become LF), as ``default_corpus`` reads
+    the plays: a corpus saved on Windows gives the same characters, tokens and model as on Linux."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"corpus file not found: {path}")
@@ -74,9 +76,10 @@ def read_corpus(path: str | os.PathLike) -> str:
     if b"\x00" in data:
         raise ValueError(f"corpus file {path} looks binary (it contains NUL bytes), not text")
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"corpus file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def encode_corpus(tokenizer: Tokenizer, text: str) -> np.ndarray:

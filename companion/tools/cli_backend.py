@@ -3,9 +3,10 @@
 The backend is chosen once, when the companion is imported (``COMPANION_BACKEND``, see
 companion/backend.py), and a running process cannot change it. So a command whose ``--backend``
 differs from the backend already serving sets ``COMPANION_BACKEND`` and runs itself again: the
-command line replaces this process (``os.execve``), or, when ``main(argv)`` was called from
-Python, runs as a child process whose exit status is returned. The child sees the backend it was
-asked for, so it never restarts a second time.
+command line replaces this process (``os.execve``, POSIX), or, when ``main(argv)`` was called from
+Python (and on Windows, whose exec starts a new process and ends this one with status 0 at once,
+before the command has run), runs as a child process whose exit status is returned. The child sees
+the backend it was asked for, so it never restarts a second time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..backend import BACKEND
 from .cli_flags import UsageError
 
 BACKENDS = ("numpy", "cupy", "strict")
+EXEC_REPLACES_PROCESS = os.name == "posix"  # Windows' os.execve spawns and exits: the caller would get status 0
 
 
 def add_backend_flag(p) -> None:
@@ -44,7 +46,7 @@ def check_available(name: str) -> None:
 
 def switch_backend(args, argv) -> int | None:
     """None when the requested backend already serves (or none was requested); otherwise run the
-    same command under it and return its exit status (from the command line: never returns)."""
+    same command under it and return its exit status (from the command line on POSIX: never returns)."""
     wanted = getattr(args, "backend", None)
     if wanted is None or wanted == BACKEND:
         return None
@@ -53,6 +55,6 @@ def switch_backend(args, argv) -> int | None:
     command = [sys.executable, "-m", "companion", *(sys.argv[1:] if argv is None else argv)]
     sys.stdout.flush()
     sys.stderr.flush()
-    if argv is None:  # the command line: this process becomes the new one
+    if argv is None and EXEC_REPLACES_PROCESS:  # the command line: this process becomes the new one
         os.execve(sys.executable, command, env)
     return subprocess.run(command, env=env).returncode
