@@ -122,8 +122,14 @@ def test_every_untouched_stub_fails_every_test():
 
 def test_solutions_score_full_marks_in_every_format(tmp_path):
     out = tmp_path / "results.json"
-    proc = grade("ch03", "ch09", "--impl", "solutions", "--format", "gradescope", "--output", str(out))
+    umask = os.umask(0o022)  # the grader's child inherits it
+    try:
+        proc = grade("ch03", "ch09", "--impl", "solutions", "--format", "gradescope", "--output", str(out))
+    finally:
+        os.umask(umask)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    if os.name == "posix":  # the report gets the user's umask, as any file open() creates (not mkstemp's 0600)
+        assert out.stat().st_mode & 0o777 == 0o644, oct(out.stat().st_mode)
     results = json.loads(out.read_text())
     assert results["tests"] and all(t["status"] == "passed" and t["score"] == t["max_score"] > 0 for t in results["tests"])
     assert results["score"] == sum(t["max_score"] for t in results["tests"])

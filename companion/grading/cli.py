@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..tools.io import new_file_mode
+
 # the grader needs pytest: it is imported when a grading command runs, so that registering
 # these commands costs `python -m companion train` nothing
 
@@ -62,6 +64,7 @@ class ReportFile:
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
+        os.chmod(self.tmp, new_file_mode())  # mkstemp made it 0600; a report gets the user's umask
         os.replace(self.tmp, self.path)
 
     def abandon(self) -> None:
