@@ -83,6 +83,19 @@ def test_tied_weights_stay_tied_after_load(tmp_path):
     assert ck.optimizer is None and ck.rng is None
 
 
+def train_and_checkpoint_midway(make, path):
+    """Ten steps straight; then, from the same start, four steps and a checkpoint at ``path``
+    -> (that model, its optimizer, its generator, the ten losses, the four losses)."""
+    model, opt = make()
+    whole = []
+    train_steps(model, opt, np.random.default_rng(7), 0, 10, whole)
+    model, opt = make()
+    rng, first = np.random.default_rng(7), []
+    train_steps(model, opt, rng, 0, 4, first)
+    save_checkpoint(path, model, opt, step=4, rng=rng)
+    return model, opt, rng, whole, first
+
+
 @pytest.mark.parametrize("opt_kind", ["AdamW", "SGD"])
 def test_resume_reproduces_uninterrupted_run_bit_for_bit(tmp_path, opt_kind):
     def make(seed=0):
@@ -91,14 +104,7 @@ def test_resume_reproduces_uninterrupted_run_bit_for_bit(tmp_path, opt_kind):
             return model, SGD(model.parameters(), model.gradients(), lr=0.1, momentum=0.9, weight_decay=1e-3)
         return model, AdamW(model.parameters(), model.gradients(), lr=1e-2, weight_decay=0.1)
 
-    model, opt = make()
-    whole = []
-    train_steps(model, opt, np.random.default_rng(7), 0, 10, whole)
-
-    model, opt = make()
-    rng, first = np.random.default_rng(7), []
-    train_steps(model, opt, rng, 0, 4, first)
-    save_checkpoint(tmp_path / "ck", model, opt, step=4, rng=rng)
+    model, opt, rng, whole, first = train_and_checkpoint_midway(make, tmp_path / "ck")
     del model, opt, rng  # nothing survives but the files
     ck = load_checkpoint(tmp_path / "ck")
     rest = []
@@ -456,14 +462,7 @@ def test_a_version_1_checkpoint_loads_with_identical_numbers_and_resumes_bit_for
         return model, {"Adam": Adam, "AdamW": AdamW}[opt_kind](model.parameters(), model.gradients(), lr=1e-2,
                                                                weight_decay=0.1)
 
-    model, opt = make()
-    whole = []
-    train_steps(model, opt, np.random.default_rng(7), 0, 10, whole)
-
-    model, opt = make()
-    rng, first = np.random.default_rng(7), []
-    train_steps(model, opt, rng, 0, 4, first)
-    save_checkpoint(tmp_path / "ck", model, opt, step=4, rng=rng)
+    model, opt, rng, whole, first = train_and_checkpoint_midway(make, tmp_path / "ck")
     keys = as_version_1(tmp_path / "ck")
     # the fixture really is in the old format: old names in weights and optimizer state, no new ones
     state = {"SGD": "buf", "Adam": "m", "AdamW": "m"}[opt_kind]
