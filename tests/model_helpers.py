@@ -7,6 +7,9 @@ whichever pytest loaded first. ``from model_helpers import ...`` is unambiguous.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from companion import Transformer, preset
@@ -38,3 +41,15 @@ MODEL_VARIANTS = {
                                           ffn="relu", tie_weights=True),
     "llama-post-untied-bias": dict(family="llama", norm_placement="post", tie_weights=False, bias=True),
 }
+
+
+def save_without_config_field(path: Path, model: Transformer, field: str) -> None:
+    """Save a checkpoint of ``model`` at ``path`` as a version from before ``field`` existed
+    wrote it: the same files, with the field missing from the manifest's config."""
+    from companion import save_checkpoint
+
+    save_checkpoint(path, model)
+    manifest_path = Path(path) / "checkpoint.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"][field]
+    manifest_path.write_text(json.dumps(manifest))

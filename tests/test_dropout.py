@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from companion import Transformer, cross_entropy_backward, cross_entropy_forward, preset
-from companion.checkpoint import load_checkpoint, save_checkpoint
+from companion.checkpoint import load_checkpoint
 from companion.tools.cli import main
 from companion.dropout import Dropout, dropout_backward, dropout_forward
 from companion.gradcheck import check_model, gradcheck
 from companion.tasks import make_task
 from companion.train import default_train_config, train
+from model_helpers import save_without_config_field
 
 
 def state(rng: np.random.Generator) -> dict:
@@ -228,11 +229,7 @@ def test_cli_dropout_flag_reaches_the_checkpoint_and_a_bad_one_is_a_usage_error(
 
 def test_a_checkpoint_from_before_dropout_loads_with_dropout_zero(tmp_path):
     model = Transformer(preset("tiny"), np.random.default_rng(0))
-    save_checkpoint(tmp_path / "ck", model)
-    manifest_path = tmp_path / "ck" / "checkpoint.json"
-    manifest = json.loads(manifest_path.read_text())
-    del manifest["config"]["dropout"]  # written before the field existed
-    manifest_path.write_text(json.dumps(manifest))
+    save_without_config_field(tmp_path / "ck", model, "dropout")
     ck = load_checkpoint(tmp_path / "ck")
     assert ck.config.dropout == 0.0
     idx = np.random.default_rng(1).integers(0, 16, size=(2, 8))

@@ -4,11 +4,9 @@ accounting, validation and old checkpoints."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from model_helpers import perturb
+from model_helpers import perturb, save_without_config_field
 
 import companion
 from companion import Transformer, accounting, check_layer, check_model, cross_entropy_backward, cross_entropy_forward
@@ -110,11 +108,7 @@ def test_grouped_query_attention_is_refused_for_the_gpt_family():
 
 def test_a_checkpoint_written_before_n_kv_head_loads_as_multi_head(tmp_path):
     model = Transformer(preset("tiny", family="llama"), np.random.default_rng(0))
-    save_checkpoint(tmp_path / "ck", model)
-    path = tmp_path / "ck" / "checkpoint.json"
-    manifest = json.loads(path.read_text())
-    del manifest["config"]["n_kv_head"]  # as the previous version wrote it
-    path.write_text(json.dumps(manifest))
+    save_without_config_field(tmp_path / "ck", model, "n_kv_head")
     ck = load_checkpoint(tmp_path / "ck")
     assert ck.config.n_kv_head == ck.config.n_head
     idx = np.random.default_rng(1).integers(0, 16, size=(2, 8))

@@ -78,13 +78,18 @@ def test_every_control_shows_the_precomputed_weights(page_and_explorer):
     assert not problems, problems
 
 
-def test_picking_a_query_lists_what_it_attends_to(page_and_explorer):
-    page, ex, problems = page_and_explorer
+def show_first_head_at_the_last_snapshot(page):
+    """Input 0, layer 0, head 0, and the snapshot slider at its end (the trained model)."""
     page.select_option("select[data-control=input]", "0")
     page.select_option("select[data-control=head]", "0")
     page.select_option("select[data-control=layer]", "0")
     page.locator("input[data-control=snapshot]").evaluate(
         "s => { s.value = s.max; s.dispatchEvent(new Event('input')); }")
+
+
+def test_picking_a_query_lists_what_it_attends_to(page_and_explorer):
+    page, ex, problems = page_and_explorer
+    show_first_head_at_the_last_snapshot(page)
     page.locator(".cvx-view th.cvx-row").nth(4).click()  # query token 4, by clicking its row label
     details = page.locator("[data-role=details]").inner_text()
     rec = ex.records[-1][0]
@@ -99,11 +104,7 @@ def test_picking_a_query_lists_what_it_attends_to(page_and_explorer):
 def test_every_control_is_labelled_and_works_from_the_keyboard(page_and_explorer):
     # focus a control, press a key, and the displayed weights change: no mouse anywhere
     page, ex, problems = page_and_explorer
-    page.select_option("select[data-control=input]", "0")
-    page.select_option("select[data-control=head]", "0")
-    page.select_option("select[data-control=layer]", "0")
-    page.locator("input[data-control=snapshot]").evaluate(
-        "s => { s.value = s.max; s.dispatchEvent(new Event('input')); }")
+    show_first_head_at_the_last_snapshot(page)
     final = len(ex.records) - 1
     unlabelled = page.evaluate("() => [...document.querySelectorAll('.cvx-root select, .cvx-root input, "
                                ".cvx-root button')].filter(e => !e.getAttribute('aria-label') || !e.closest('label, th'))"
