@@ -39,6 +39,7 @@ import numpy as np
 
 from .backend import xp
 from .config import from_dict_checked
+from .data_parallel import DataParallel, check_data_parallel
 from .evaluate import check_fits, evaluate
 from .history import History
 from .kernels import plugged
@@ -132,12 +133,15 @@ def diverged(what: str, value: float, step: int, cfg: TrainConfig) -> FloatingPo
 
 
 def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=None, start_step: int = 0,
-          history: History | None = None, progress: bool = True, callback=None) -> History:
+          history: History | None = None, progress: bool = True, callback=None, workers: int = 1) -> History:
     """Train ``model`` on ``task`` from ``start_step`` to ``cfg.steps``; -> the History.
 
     optimizer: defaults to AdamW(lr, betas, weight_decay) over the model's parameters.
     callback(step, model, optimizer, rng, history) runs after each step (step = steps done),
-    e.g. to save a checkpoint."""
+    e.g. to save a checkpoint.
+    workers > 1 splits each batch across that many processes, one BLAS thread each
+    (companion/data_parallel.py): the same numbers up to float rounding. It is not part of the
+    TrainConfig (a checkpoint's run may resume with any number of workers)."""
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if not isinstance(rng, np.random.Generator):
@@ -145,6 +149,7 @@ def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=Non
     if not isinstance(start_step, int) or not 0 <= start_step <= cfg.steps:
         raise ValueError(f"start_step must be an integer in [0, steps={cfg.steps}], got {start_step!r}")
     check_fits(model, task)
+    check_data_parallel(model, workers, cfg.batch_size)
     if optimizer is None:
         optimizer = AdamW(model.parameters(), model.gradients(), lr=cfg.lr, betas=cfg.betas,
                           weight_decay=cfg.weight_decay)
@@ -156,18 +161,27 @@ def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=Non
 
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not progress, desc=f"train {task.name}",
                unit="step", dynamic_ncols=True, leave=True)
+    pool = None
     try:
+        if workers > 1 and start_step < cfg.steps:
+            pool = DataParallel(model, workers, cfg.batch_size)  # started once for the whole run
         for step in range(start_step, cfg.steps):
             lr = lr_schedule(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
             optimizer.lr = lr
             batch = task.batch("train", cfg.batch_size, rng)
             model.train(rng)  # dropout (if any) draws its masks after the batch, from the same generator
-            logits = model.forward(xp.asarray(batch.idx))  # (B, T, vocab_size)
-            loss, cache = plugged(cross_entropy_forward)(logits, xp.asarray(batch.targets), xp.asarray(batch.loss_mask))
-            if not math.isfinite(loss):
-                raise diverged("the training loss", loss, step, cfg)
-            model.zero_grad()
-            model.backward(plugged(cross_entropy_backward)(cache))
+            if pool is not None:  # the batch's shares run in parallel processes; their gradients summed
+                loss = pool.forward_backward(batch.idx, batch.targets, batch.loss_mask)
+                if not math.isfinite(loss):
+                    raise diverged("the training loss", loss, step, cfg)
+            else:
+                logits = model.forward(xp.asarray(batch.idx))  # (B, T, vocab_size)
+                loss, cache = plugged(cross_entropy_forward)(logits, xp.asarray(batch.targets),
+                                                             xp.asarray(batch.loss_mask))
+                if not math.isfinite(loss):
+                    raise diverged("the training loss", loss, step, cfg)
+                model.zero_grad()
+                model.backward(plugged(cross_entropy_backward)(cache))
             if cfg.grad_clip is not None:
                 norm = clip_grad_norm(grads, cfg.grad_clip)
                 if not math.isfinite(norm):
@@ -193,4 +207,6 @@ def train(model, task, cfg: TrainConfig, rng: np.random.Generator, optimizer=Non
     finally:
         model.eval()  # the model leaves training in evaluation mode, even after an error
         bar.close()
+        if pool is not None:
+            pool.close()  # the workers stop and the shared memory is freed, even after an error
     return history

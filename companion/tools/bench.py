@@ -5,6 +5,12 @@ training step (forward, cross-entropy, backward, AdamW) of nanoGPT's CPU "baby" 
 ``baby``: 4 layers, 4 heads, n_embd 128, block 64, vocab 65, batch 12) in float32, with the BLAS
 threads pinned (threadpoolctl; ``torch.set_num_threads`` for PyTorch, the same count).
 
+With ``--threads N`` > 1 the companion splits each batch across N processes of one BLAS thread each
+(``companion.data_parallel``: NumPy's element-wise work runs on one core per process, so BLAS threads
+alone leave the other cores idle for about half of a step); ``--no-data-parallel`` times the one
+process with N BLAS threads instead. PyTorch always runs in one process with N intra-op threads.
+The memory figures are those of one process stepping the whole batch.
+
 With ``--vs-torch`` the same architecture runs in PyTorch (``companion.tools.torch_twin``) with the same
 initial weights and the same batches; each step runs both, alternating which goes first, after a
 few untimed warm-up steps, so both see the same machine load (with more than one thread, in blocks
@@ -102,6 +108,14 @@ def companion_step(model: Transformer, opt: AdamW, idx, targets) -> float:
     return float(loss)
 
 
+def parallel_step(pool, opt: AdamW, idx, targets) -> float:
+    """``companion_step`` with the forward and backward pass split across the processes of a
+    ``DataParallel`` pool; AdamW runs here, on the summed gradients."""
+    loss = pool.forward_backward(idx, targets)
+    opt.step()
+    return loss
+
+
 def _torch_setup(model: Transformer):
     import torch
 
@@ -132,9 +146,14 @@ def _summary(times: list[float]) -> dict:
 
 def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_torch: bool = False,
               batch_size: int = BATCH_SIZE, config: ModelConfig | None = None, seed: int = 0,
-              memory: bool = True, sgemm_n: int = 1024) -> dict:
-    """Time ``steps`` training steps after ``warmup`` untimed ones; returns a JSON-able dict."""
+              memory: bool = True, sgemm_n: int = 1024, data_parallel: bool = True) -> dict:
+    """Time ``steps`` training steps after ``warmup`` untimed ones; returns a JSON-able dict.
+
+    With ``threads`` > 1 and ``data_parallel``, the companion runs ``threads`` processes of one BLAS
+    thread each (``companion.data_parallel``); otherwise one process with ``threads`` BLAS threads."""
     from threadpoolctl import threadpool_limits
+
+    from ..data_parallel import DataParallel
 
     from .bench_memory import rss_in_fresh_process, tracemalloc_step  # it imports this module's step functions
 
@@ -147,7 +166,8 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     model = Transformer(config, rng)
     opt = AdamW(model.parameters(), model.gradients(), lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
     idx, targets = _batches(config, batch_size, warmup + steps, rng)
-    twin = topt = None
+    processes = threads if data_parallel and threads > 1 else 1
+    twin = topt = pool = None
     if vs_torch:
         import torch
 
@@ -159,6 +179,8 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     times = {"companion": [], "torch": []}
     losses = {"companion": [], "torch": []}
     try:
+        if processes > 1:
+            pool = DataParallel(model, processes, batch_size)  # started before the clock, like a training run's
         with threadpool_limits(limits=threads, user_api="blas"):
             for block in _interleaving(warmup + steps, threads):
                 # alternate who goes first, so neither always runs on caches the other just warmed
@@ -170,7 +192,9 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
                         time.sleep(0.05)  # let the other library's idle worker threads stop spinning first
                     for i in block:
                         t0 = time.perf_counter()
-                        if name == "companion":
+                        if name == "companion" and pool is not None:
+                            loss = parallel_step(pool, opt, idx[i], targets[i])
+                        elif name == "companion":
                             loss = companion_step(model, opt, idx[i], targets[i])
                         else:
                             loss = torch_step(twin, topt, tidx[i], ttargets[i])
@@ -181,6 +205,8 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
             peak_bytes = tracemalloc_step(model, opt, idx[0], targets[0]) if memory else None
         sgemm = sgemm_peak(threads, n=sgemm_n)
     finally:
+        if pool is not None:
+            pool.close()
         if vs_torch:
             torch.set_num_threads(torch_threads)
 
@@ -195,6 +221,8 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
         "companion": _report(times["companion"], tokens, flops["total"], sgemm),
     }
     state_bytes = sum(a.nbytes for a in model.parameters().values()) * 4  # weights, grads, Adam m and v
+    result["companion"]["processes"] = processes  # data parallelism: the batch split across them
+    result["companion"]["blas_threads"] = 1 if processes > 1 else threads  # per process
     result["companion"]["state_bytes"] = state_bytes
     result["companion"]["peak_step_alloc_bytes"] = peak_bytes
     result["companion"]["first_loss"] = losses["companion"][0]
@@ -202,6 +230,7 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
         result["torch"] = _report(times["torch"], tokens, flops["total"], sgemm)
         result["torch"]["first_loss"] = losses["torch"][0]
         result["torch"]["version"] = torch.__version__
+        result["torch"]["processes"], result["torch"]["intra_op_threads"] = 1, threads
         result["ratio_companion_over_torch"] = result["companion"]["median_s"] / result["torch"]["median_s"]
         # each step's two timings ran back to back, under the same load: their ratio cancels most of it
         result["ratio_stepwise_median"] = statistics.median(c / t for c, t in zip(times["companion"], times["torch"]))
@@ -254,6 +283,14 @@ def format_report(r: dict) -> str:
         f"FLOPs per step (matmuls, forward + backward = 3 x forward): {r['flops_per_step'] / 1e9:.3f} GFLOP",
         f"sgemm peak (float32 1024x1024 matmul, {r['threads']} thread(s)): {r['sgemm_peak_gflops']:.1f} GFLOP/s",
     ]
+    c = r["companion"]
+    if c.get("processes", 1) > 1:
+        lines.append(f"the companion runs as {c['processes']} data-parallel processes x 1 BLAS thread (each takes a "
+                     f"share of the batch; their gradients are summed, AdamW runs in the first)")
+    else:
+        lines.append(f"the companion runs as 1 process x {c.get('blas_threads', r['threads'])} BLAS thread(s)")
+    if "torch" in r:
+        lines.append(f"PyTorch runs as 1 process x {r['threads']} intra-op thread(s)")
     for name in ("companion", "torch"):
         if name not in r:
             continue
@@ -262,7 +299,6 @@ def format_report(r: dict) -> str:
             f"{name:>9}: median {s['median_s'] * 1e3:7.1f} ms/step (p25 {s['p25_s'] * 1e3:.1f}, p75 {s['p75_s'] * 1e3:.1f}, "
             f"min {s['min_s'] * 1e3:.1f})  {s['tokens_per_second']:,.0f} tokens/s  {s['gflops']:.1f} GFLOP/s "
             f"({100 * s['fraction_of_sgemm_peak']:.0f}% of sgemm peak)")
-    c = r["companion"]
     if c.get("peak_step_alloc_bytes") is not None:
         lines.append(f"companion memory: weights + grads + Adam moments {c['state_bytes'] / mb:.1f} MiB; "
                      f"peak NumPy allocation during a step (tracemalloc) {c['peak_step_alloc_bytes'] / mb:.1f} MiB")

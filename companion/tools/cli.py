@@ -126,13 +126,17 @@ def add_bench_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="time training steps of nanoGPT's baby config", description=(
         "Time forward + backward + AdamW steps of the 'baby' config (4 layers, 4 heads, n_embd 128, "
         "block 64, batch 12, vocab 65) in float32, report tokens/s and GFLOP/s against a measured "
-        "sgemm peak, and with --vs-torch the same model in PyTorch, interleaved (step by step on one thread, in blocks of five on more)."))
+        "sgemm peak, and with --vs-torch the same model in PyTorch, interleaved (step by step on one thread, in blocks of five on more). "
+        "With --threads N > 1 the companion splits each batch across N processes of one BLAS thread each "
+        "(data parallelism); PyTorch runs one process with N intra-op threads."))
     p.add_argument("--vs-torch", action="store_true", help="also time the PyTorch twin (same weights, same batches)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 20; --profile 10; --recipe 2000)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--batch-size", type=int, default=12, help="sequences per step (default 12, nanoGPT's)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="baby", help="model to time, in float32 (default baby)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
+    p.add_argument("--no-data-parallel", action="store_true", help="with --threads N > 1: time one companion "
+                   "process with N BLAS threads instead of N data-parallel processes of one thread each")
     p.add_argument("--profile", action="store_true", help="where a step's time goes, per operation "
                    "(with --vs-torch: beside torch.profiler's table for the twin)")
     p.add_argument("--recipe", action="store_true", help="train nanoGPT's CPU Shakespeare recipe with the companion "
@@ -159,7 +163,8 @@ def bench_command(args) -> int:
 
         return bench_mode_command(args)
     result = run_bench(steps=args.steps or 20, warmup=args.warmup, threads=args.threads, vs_torch=args.vs_torch,
-                       batch_size=args.batch_size, config=bench_config(args.preset), memory=not args.no_memory)
+                       batch_size=args.batch_size, config=bench_config(args.preset), memory=not args.no_memory,
+                       data_parallel=not args.no_data_parallel)
     print(format_report(result))
     if args.json:
         print(json.dumps(result))

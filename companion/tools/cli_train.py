@@ -49,6 +49,8 @@ def add_train_parser(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.add_argument("--plot", action="store_true", help=f"save the training curves as DIR/{PLOT_FILE} (needs --out)")
+    p.add_argument("--workers", type=int, default=1, help="split each batch across this many processes of one "
+                   "BLAS thread each (data parallelism; the same numbers up to float rounding; default 1)")
     add_common(p)
     t = p.add_argument_group("task options")
     t.add_argument("--n-args", type=int, help="listops: numbers inside the brackets (default 3)")
@@ -129,7 +131,7 @@ def train_command(args) -> int:
             f"({model.num_params():,} parameters, {c.n_layer} layers, n_embd {c.n_embd}) on {task!r} "
             f"for {cfg.steps} steps")
     history = train(model, task, cfg, rng, optimizer=optimizer, start_step=start, history=history,
-                    progress=progress, callback=after_step)
+                    progress=progress, callback=after_step, workers=args.workers)
     metrics = final_metrics(model, task, history, cfg, evaluate(model, task, "test"))
     if task.name == "text":  # a language model is judged by reading it, too
         metrics["sample"] = text_sample(model, task, np.random.default_rng(seed))
