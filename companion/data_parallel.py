@@ -58,7 +58,7 @@ def check_data_parallel(model, workers: int, batch_size: int) -> None:
         raise ValueError(f"workers must be a positive integer (1: no data parallelism), got {workers!r}")
     if workers > batch_size:
         raise ValueError(f"workers={workers} is more than the batch's {batch_size} sequences: each process "
-                         f"needs at least one; use workers <= batch_size")
+                         f"needs at least one; use at most {batch_size} workers")
     if workers == 1:
         return
     if BACKEND != "numpy":

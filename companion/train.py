@@ -10,6 +10,8 @@ One step (with lr from ``lr_schedule``: linear warm-up, then cosine decay):
 
 The model is in training mode (``model.train(rng)``: dropout on, masks drawn from rng after the
 batch) only for the forward and backward pass of a step, and in evaluation mode otherwise.
+With ``workers`` > 1 the forward and backward pass run on shares of the batch in that many
+processes at once, and their gradients are summed (``companion/data_parallel.py``).
 
 Every ``eval_every`` steps the model is scored on the validation split (``evaluate``)
 and a record is added to the History. Evaluation draws no random numbers, so it cannot

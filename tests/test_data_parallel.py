@@ -8,6 +8,7 @@ Starting a worker is a fresh interpreter (``spawn``), so the equality tests shar
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sys
 
 import numpy as np
@@ -130,22 +131,34 @@ def test_a_killed_worker_is_named_with_its_exit_code_not_waited_for_forever():
     assert not segment_exists(name)
 
 
-def test_shared_memory_is_freed_after_an_exception_in_the_with_block():
+@pytest.mark.parametrize("error", [KeyError, KeyboardInterrupt])
+def test_shared_memory_is_freed_after_an_exception_in_the_with_block(error):
     model = float64_model()
-    with pytest.raises(KeyError, match="on purpose"):
+    with pytest.raises(error, match="on purpose"):
         with DataParallel(model, workers=2, batch_size=2) as opened:
             name, processes = opened._segment.name, list(opened._processes)
             assert segment_exists(name)
-            raise KeyError("on purpose")
+            raise error("on purpose")
     assert not segment_exists(name)
     assert all(not p.is_alive() for p in processes)
+
+
+def test_a_diverging_run_stops_its_workers():
+    task = make_task("listops")
+    model = Transformer(preset("tiny", vocab_size=task.vocab_size, block_size=task.block_size),
+                        np.random.default_rng(0))
+    cfg = TrainConfig(steps=100, batch_size=4, lr=1e6, min_lr=0.0, warmup_steps=0, grad_clip=None, eval_every=0)
+    before = set(multiprocessing.active_children())  # the module's shared pool may be running
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="training diverged"):
+        train(model, task, cfg, np.random.default_rng(0), progress=False, workers=2)
+    assert set(multiprocessing.active_children()) == before  # train's pool was closed on the way out
 
 
 def test_refusals_say_why():
     model = float64_model()
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         check_data_parallel(model, 0, 8)
-    with pytest.raises(ValueError, match="workers=9 is more than the batch's 8 sequences"):
+    with pytest.raises(ValueError, match="workers=9 is more than the batch's 8 sequences: each process needs at least one; use at most 8"):
         check_data_parallel(model, 9, 8)
     with pytest.raises(ValueError, match="dropout=0.1 with workers=2"):
         check_data_parallel(float64_model(dropout=0.1), 2, 8)
