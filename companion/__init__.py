@@ -23,6 +23,7 @@ The modules follow the book's chapters:
     train.py        10  Training               the loop (+ evaluate.py, history.py, checkpoint.py)
     model.py        11  The whole model        the Transformer, both families
     accounting.py   11  Costs                  parameters, FLOPs, activation and cache bytes
+    data_parallel.py 11                        one batch split across processes (train --workers)
     precision.py    12  Mixed precision        bfloat16 and float16, emulated
     flash_attention.py 12                      tiled attention with the online softmax
     grouped_query.py   12                      grouped- and multi-query attention

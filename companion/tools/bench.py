@@ -5,11 +5,11 @@ training step (forward, cross-entropy, backward, AdamW) of nanoGPT's CPU "baby" 
 ``baby``: 4 layers, 4 heads, n_embd 128, block 64, vocab 65, batch 12) in float32, with the BLAS
 threads pinned (threadpoolctl; ``torch.set_num_threads`` for PyTorch, the same count).
 
-With ``--threads N`` > 1 the companion splits each batch across N processes of one BLAS thread each
-(``companion.data_parallel``: NumPy's element-wise work runs on one core per process, so BLAS threads
-alone leave the other cores idle for about half of a step); ``--no-data-parallel`` times the one
-process with N BLAS threads instead. PyTorch always runs in one process with N intra-op threads.
-The memory figures are those of one process stepping the whole batch.
+With ``--threads N`` > 1 the companion splits each batch across N processes (at most one per row of
+the batch) of one BLAS thread each (``companion.data_parallel``: NumPy's element-wise work runs on one
+core per process, so BLAS threads alone leave the other cores idle for about half of a step);
+``--no-data-parallel`` times one process with N BLAS threads instead. PyTorch always runs in one
+process with N intra-op threads. The memory figures are those of one process stepping the whole batch.
 
 With ``--vs-torch`` the same architecture runs in PyTorch (``companion.tools.torch_twin``) with the same
 initial weights and the same batches; each step runs both, alternating which goes first, after a
@@ -166,7 +166,7 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     model = Transformer(config, rng)
     opt = AdamW(model.parameters(), model.gradients(), lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
     idx, targets = _batches(config, batch_size, warmup + steps, rng)
-    processes = threads if data_parallel and threads > 1 else 1
+    processes = min(threads, batch_size) if data_parallel and threads > 1 else 1  # each needs a row of the batch
     twin = topt = pool = None
     if vs_torch:
         import torch
