@@ -7,9 +7,10 @@
 This is the idea of PyTorch's DistributedDataParallel across GPUs, here across the cores of one
 CPU. Why processes: NumPy runs element-wise work (GELU, softmax, LayerNorm, the residual adds) on
 one core, and BLAS threads only speed up the matrix products, about half of a step. Two *threads*
-in one process could each run half the batch, but a step makes hundreds of NumPy calls, and each
-must take Python's global interpreter lock: the hand-offs ate most of the gain when we tried.
-Two processes share no lock.
+in one process could each run half the batch on its own copy of the model, but a step is a long
+chain of short NumPy calls, and the Python between them needs the global interpreter lock: when we
+timed it on two cores, two threads saved about half of the time that a second core could save, two
+processes nearly all of it. Two processes share no lock.
 
 The mean loss over the batch is a sum over its counted tokens divided by their number ``n_total``,
 so a share with ``n_share`` counted tokens (the loss mask may count different numbers in different
@@ -29,12 +30,14 @@ Cost model of a step with N processes: the slowest share's forward + backward (a
 whole batch's), plus the weights' copy and N - 1 additions of a gradient buffer (each well under a
 millisecond for the baby model), plus clipping and AdamW in this process as before, plus a few tens
 of microseconds of messages. The workers start once (``spawn``: a fresh interpreter that imports
-NumPy and the companion, about a second each), so a pool is opened for a whole training run.
+NumPy and the companion, a fraction of a second each), so a pool is opened for a whole training run.
 
 Every process runs BLAS on one thread while the pool works (N processes x 1 thread). Workers are
 started with ``spawn``, the one start method that works alike on Linux, macOS and Windows (``fork``
 after BLAS has started its threads can deadlock the child); spawn's start-up message is the only
-pickle, made by this process for its own child: a function's name, strings and integers.
+pickle, made by this process for its own child: a function's name, strings and integers. As with
+any use of spawn, a script (not a notebook, not ``python -m companion``) that opens a pool must do
+it under ``if __name__ == "__main__":``, since each worker imports the script's module first.
 """
 
 from __future__ import annotations
