@@ -77,11 +77,12 @@ def check_data_parallel(model, workers: int, batch_size: int) -> None:
 
 
 def share_bounds(batch_size: int, workers: int) -> list[tuple[int, int]]:
-    """Rows (start, stop) of each share: as equal as can be, the first ``B % N`` one row longer."""
+    """Rows (start, stop) of each share: as equal as can be, the last ``B % N`` one row longer (share 0
+    is this process's, which also adds up the gradients and runs the optimizer)."""
     base, extra = divmod(batch_size, workers)
     bounds, start = [], 0
     for rank in range(workers):
-        stop = start + base + (rank < extra)
+        stop = start + base + (rank >= workers - extra)
         bounds.append((start, stop))
         start = stop
     return bounds

@@ -21,7 +21,7 @@ from companion.tasks import make_task
 from companion.tools.cli import main
 from companion.train import TrainConfig, train
 
-B = 5  # odd: shares of 3 and 2 rows
+B = 5  # odd: shares of 2 and 3 rows
 
 
 def float64_model(seed: int = 0, **overrides) -> Transformer:
@@ -63,21 +63,23 @@ def batch(model, n: int, seed: int):
 
 
 def test_shares_cover_the_batch_in_order_as_evenly_as_possible():
-    assert share_bounds(5, 2) == [(0, 3), (3, 5)]
+    assert share_bounds(5, 2) == [(0, 2), (2, 5)]  # this process, which also sums and steps, gets fewer
     assert share_bounds(12, 2) == [(0, 6), (6, 12)]
-    assert share_bounds(7, 3) == [(0, 3), (3, 5), (5, 7)]
+    assert share_bounds(7, 3) == [(0, 2), (2, 4), (4, 7)]
     assert share_bounds(3, 3) == [(0, 1), (1, 2), (2, 3)]
 
 
-@pytest.mark.parametrize("masking", ["none", "uneven", "one share empty"])
+@pytest.mark.parametrize("masking", ["none", "uneven", "worker's share empty", "this process's share empty"])
 def test_two_workers_give_the_whole_batch_loss_and_every_gradient(pool, masking):
     model = pool.model
     idx, targets = batch(model, B, seed=1)
     mask = np.ones(idx.shape)
-    if masking == "uneven":  # share 0 (rows 0-2) counts 3 tokens per row, share 1 (rows 3-4) all of them
-        mask[:3, 3:] = 0
-    elif masking == "one share empty":  # the second share counts nothing: it must add nothing
-        mask[3:] = 0
+    if masking == "uneven":  # share 0 (rows 0-1) counts 3 tokens per row, share 1 (rows 2-4) all of them
+        mask[:2, 3:] = 0
+    elif masking == "worker's share empty":  # a share that counts nothing must add nothing
+        mask[2:] = 0
+    elif masking == "this process's share empty":
+        mask[:2] = 0
     loss_1, grads_1 = whole_batch(model, idx, targets, None if masking == "none" else mask)
     model.zero_grad()
     loss_2 = pool.forward_backward(idx, targets, None if masking == "none" else mask)
@@ -105,7 +107,7 @@ def test_the_workers_see_the_new_weights_and_a_shorter_batch(pool):
 def test_an_error_in_a_share_breaks_the_pool_until_it_is_reopened():
     model = float64_model()
     idx, targets = batch(model, 4, seed=5)
-    targets[3, 0] = model.config.vocab_size  # outside the vocabulary, in the worker's share
+    targets[3, 0] = model.config.vocab_size  # outside the vocabulary, in the worker's share (rows 2-3)
     with DataParallel(model, workers=2, batch_size=4) as opened:
         name = opened._segment.name
         with pytest.raises(RuntimeError, match=r"worker 1 failed:(.|\n)*target id outside the vocabulary"):
