@@ -11,7 +11,9 @@ assumption: true during training and in wide models), so the softmax does not sa
 std-0.02 initialisation q and k are tiny and every score is near 0 with or without the scale.
 
 Heads are not a Python loop: q, k, v are reshaped to (B, nh, T, hs) and one matmul
-serves every batch element and every head at once.
+serves every batch element and every head at once. The last product, att @ v, writes its result
+straight into (B, T, nh, hs) memory (``matmul``'s ``out=``, seen as (B, nh, T, hs)), where the
+layer reads each token's heads side by side as (B, T, C) without a copy.
 
 Dropout (training only, ``config.dropout`` > 0) zeroes attention weights after the softmax, as
 GPT-2 does. It is applied outside the kernel: ``attention_forward`` keeps its contract, and
@@ -53,14 +55,16 @@ def softmax_rows(s: Array) -> Array:
     max is read at the row's ``argmax`` (the cheaper of the two per short row on the NumPy 2.4
     this was written with; chapter 11 measures both wherever it runs), and the row sum is a
     matrix-vector product with a vector of ones, which BLAS does a matrix of rows at a time.
-    Same mathematics, other rounding: the float32 additions come in another order than in
-    ``sum``, so the results agree to rounding, not bit for bit."""
+    Each row is then scaled by the reciprocal of its sum: one division per row and a
+    multiplication per number, where ``e /= z`` divides every number. Same mathematics, other
+    rounding: the float32 additions come in another order than in ``sum``, and ``e * (1 / z)``
+    rounds twice where ``e / z`` rounds once, so the results agree to rounding, not bit for bit."""
     m = xp.take_along_axis(s, s.argmax(axis=-1)[..., None], axis=-1)  # (..., 1), each row's max
     m = xp.where(xp.isfinite(m), m, 0.0)  # (..., 1)
     e = s - m  # (..., T_k): the one new array; exp and the division then work in place
     xp.exp(e, out=e)
     z = (e @ xp.ones(e.shape[-1], dtype=e.dtype))[..., None]  # (..., 1), each row's sum
-    e /= xp.where(z > 0, z, 1.0)
+    e *= 1.0 / xp.where(z > 0, z, 1.0)  # one division per row, then a multiplication per number
     return e
 
 
@@ -80,7 +84,11 @@ def attention_forward(q: Array, k: Array, v: Array, mask: Array) -> tuple[Array,
     s *= scale  # in place: no second (B, nh, T_q, T_k) array
     s += additive_mask(mask, s.dtype)  # -inf where masked: exp(-inf) = 0 weight
     att = plugged(softmax_rows)(s)  # (B, nh, T_q, T_k)
-    out = att @ v  # (B, nh, T_q, hs)
+    B, nh, T_q, hs = q.shape
+    # the product goes straight where the layer reads it, each token's heads side by side in memory:
+    # (B, T_q, nh, hs) seen as (B, nh, T_q, hs), so the layer's reshape to (B, T_q, C) copies nothing
+    out = xp.empty((B, T_q, nh, v.shape[-1]), dtype=v.dtype).transpose(0, 2, 1, 3)  # (B, nh, T_q, hs)
+    xp.matmul(att, v, out=out)
     return out, (q, k, v, att, scale)
 
 
@@ -151,7 +159,7 @@ class CausalSelfAttention(Module):
         if self.attn_drop.active:  # training with dropout: drop weights after the kernel, mix v again
             att_dropped = self.attn_drop(att_cache[3])  # (B, nh, T, T_k)
             y = att_dropped @ v  # (B, nh, T, hs)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # re-assemble heads side by side
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # heads side by side: a view if they already lie so in memory
         self.cache = (att_cache, start, T, att_dropped)
         return self.c_proj(y)
 

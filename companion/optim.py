@@ -218,12 +218,13 @@ def clip_grad_norm(grads: dict[str, Array], max_norm: float) -> float:
     Returns the norm before clipping (as ``torch.nn.utils.clip_grad_norm_`` does).
 
     The sums of squares stay on the device and come to the host together, in one copy: on a GPU
-    each ``float()`` of a device scalar is a round trip that waits for the queue."""
+    each ``float()`` of a device scalar is a round trip that waits for the queue. A sum of squares
+    is ``vdot(g, g)``: one pass of BLAS's dot product over the array, with no ``g * g`` temporary."""
     if not grads:
         return 0.0
     layout = flat_layout(grads)
     arrays = [layout[0]] if layout is not None else list(grads.values())  # one buffer: one pass
-    sums = to_numpy(xp.stack([(g * g).sum() for g in arrays]))  # (n_arrays,): one transfer
+    sums = to_numpy(xp.stack([xp.vdot(g, g) for g in arrays]))  # (n_arrays,): one transfer
     total = math.sqrt(sum(float(s) for s in sums))  # float64 on the host
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
