@@ -46,6 +46,7 @@ import json
 import multiprocessing
 import signal
 import traceback
+import weakref
 from multiprocessing import connection, shared_memory
 
 import numpy as np
@@ -148,6 +149,8 @@ class DataParallel:
         size = _carve(None, flat.size, flat.dtype, self.workers, self.batch_size, model.config.block_size)["nbytes"]
         try:
             self._segment = shared_memory.SharedMemory(create=True, size=size)
+            # a pool dropped without close() frees its block all the same (its workers end when their pipes close)
+            self._unlink = weakref.finalize(self, self._segment.unlink)
             self._arrays = _carve(self._segment.buf, flat.size, flat.dtype, self.workers, self.batch_size,
                                   model.config.block_size)
             spawn = multiprocessing.get_context("spawn")
@@ -170,12 +173,15 @@ class DataParallel:
         """idx, targets (B, T) token ids, loss_mask (B, T) or None (every token counts) -> the mean loss
         over the batch's counted tokens; the model's gradients hold that loss's gradient."""
         idx, targets = np.asarray(idx), np.asarray(targets)
+        mask = np.ones(idx.shape) if loss_mask is None else np.asarray(loss_mask, dtype=np.float64)  # (B, T)
+        if idx.ndim != 2 or targets.shape != idx.shape or mask.shape != idx.shape:  # checked before any share runs
+            raise ValueError(f"token ids {idx.shape}, targets {targets.shape} and loss mask {mask.shape}: "
+                             f"all three must have the same shape (B, T)")
         B, T = idx.shape
-        if B > self.batch_size or B < self.workers or T > self.model.config.block_size or targets.shape != idx.shape:
-            raise ValueError(f"batch of shape {idx.shape} (targets {targets.shape}): the pool takes between "
-                             f"{self.workers} and {self.batch_size} sequences of up to "
-                             f"{self.model.config.block_size} tokens, targets of the same shape")
-        mask = np.ones((B, T)) if loss_mask is None else np.asarray(loss_mask, dtype=np.float64)  # (B, T)
+        if B > self.batch_size or B < self.workers or T > self.model.config.block_size:
+            raise ValueError(f"batch of shape {idx.shape}: the pool takes between {self.workers} and "
+                             f"{self.batch_size} sequences of up to {self.model.config.block_size} tokens")
+        check_data_parallel(self.model, self.workers, self.batch_size)  # again: a use() block may have begun since
         n_total = float(mask.sum())
         if n_total == 0:
             raise ValueError("the mask leaves no target to score: every position is masked out")
@@ -243,7 +249,7 @@ class DataParallel:
         self._processes, self._conns, self._arrays = [], [], None  # the arrays pointed into the segment
         if self._segment is not None:
             self._segment.close()
-            self._segment.unlink()
+            self._unlink()  # the finalizer, called now: it unlinks once, and never again at collection
             self._segment = None
 
     def __enter__(self) -> "DataParallel":

@@ -104,6 +104,32 @@ def test_the_workers_see_the_new_weights_and_a_shorter_batch(pool):
         pool.forward_backward(*batch(model, B + 1, seed=4))
 
 
+def test_a_batch_of_mismatched_shapes_is_refused_before_any_share_runs(pool):
+    """A wrong mask shape broadcast into the shared block (or failed there) and broke the pool."""
+    model = pool.model
+    idx, targets = batch(model, B, seed=8)
+    T = idx.shape[1]
+    for mask in (np.ones((B, T - 1)), np.ones((1, T)), np.ones(T)):
+        with pytest.raises(ValueError, match=rf"loss mask \({', '.join(map(str, mask.shape))},?\): all three must"):
+            pool.forward_backward(idx, targets, mask)
+    with pytest.raises(ValueError, match=r"token ids \(16,\), targets \(16,\)"):
+        pool.forward_backward(idx[0], targets[0])
+    loss_1, _ = whole_batch(model, idx, targets, None)
+    assert pool.forward_backward(idx, targets) == pytest.approx(loss_1, rel=1e-12, abs=0)  # not broken
+
+
+def test_kernels_plugged_in_after_the_pool_opened_are_refused_at_the_step(pool):
+    """Checked only at opening, a later use() block ran the learner's kernel on this process's share
+    and the companion's on the workers': a gradient mixed from two different functions."""
+    model = pool.model
+    idx, targets = batch(model, B, seed=9)
+    with use(gelu_forward=lambda x: gelu_forward(2 * x)):
+        with pytest.raises(ValueError, match=r"inside a companion.use\(...\) block"):
+            pool.forward_backward(idx, targets)
+    loss_1, _ = whole_batch(model, idx, targets, None)
+    assert pool.forward_backward(idx, targets) == pytest.approx(loss_1, rel=1e-12, abs=0)  # not broken
+
+
 def test_an_error_in_a_share_breaks_the_pool_until_it_is_reopened():
     model = float64_model()
     idx, targets = batch(model, 4, seed=5)
@@ -143,6 +169,18 @@ def test_shared_memory_is_freed_after_an_exception_in_the_with_block(error):
             raise error("on purpose")
     assert not segment_exists(name)
     assert all(not p.is_alive() for p in processes)
+
+
+def test_a_pool_dropped_without_close_frees_its_shared_memory_and_its_workers_end():
+    import gc
+
+    opened = DataParallel(float64_model(), workers=2, batch_size=2)
+    name, worker = opened._segment.name, opened._processes[0]
+    del opened
+    gc.collect()
+    assert not segment_exists(name)  # it stayed in /dev/shm until the interpreter exited
+    worker.join(timeout=10)  # its pipe closed: it reads end-of-file and returns
+    assert worker.exitcode == 0
 
 
 def test_a_diverging_run_stops_its_workers():
