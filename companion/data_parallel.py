@@ -185,7 +185,7 @@ class DataParallel:
         n_total = float(mask.sum())
         if n_total == 0:
             raise ValueError("the mask leaves no target to score: every position is masked out")
-        (start, stop), a = share_bounds(B, self.workers)[0], self._arrays
+        start, stop = share_bounds(B, self.workers)[0]
         if self.workers == 1:
             with self._blas.limit(limits=1, user_api="blas"):
                 return share_forward_backward(self.model, idx, targets, mask, n_total) / n_total
@@ -193,9 +193,11 @@ class DataParallel:
             raise RuntimeError(f"this DataParallel pool is {'closed' if self._segment is None else 'broken'} "
                                f"(a step failed or was interrupted); close it and open a new one")
         self._broken = True  # until the step has ended well: the workers' replies could be out of step
-        a["params"][:] = self.model._flat_params  # this step's weights, for every replica
-        a["idx"][:B, :T], a["targets"][:B, :T], a["mask"][:B, :T] = idx, targets, mask
-        a["header"][:] = (B, T, n_total)
+        # The block's arrays are reached through self, never held in a local: a traceback keeps this frame,
+        # and close() unmaps the memory they point into (reading one after that would crash Python).
+        self._arrays["params"][:] = self.model._flat_params  # this step's weights, for every replica
+        self._arrays["idx"][:B, :T], self._arrays["targets"][:B, :T], self._arrays["mask"][:B, :T] = idx, targets, mask
+        self._arrays["header"][:] = (B, T, n_total)
         for rank, conn in enumerate(self._conns, start=1):
             try:
                 conn.send_bytes(b"step")
@@ -203,14 +205,14 @@ class DataParallel:
                 raise self._died(rank) from None
         try:
             with self._blas.limit(limits=1, user_api="blas"):  # the other cores are the workers'
-                a["losses"][0] = share_forward_backward(self.model, idx[start:stop], targets[start:stop],
-                                                        mask[start:stop], n_total)
+                self._arrays["losses"][0] = share_forward_backward(
+                    self.model, idx[start:stop], targets[start:stop], mask[start:stop], n_total)
         finally:
             self._wait_all(b"done")  # even after an error here, so that no reply is left unread
-        for grads in a["grads"]:  # in rank order: the same additions, in the same order, every run
+        for grads in self._arrays["grads"]:  # in rank order: the same additions, in the same order, every run
             self.model._flat_grads += grads
         self._broken = False
-        return float(a["losses"].sum()) / n_total
+        return float(self._arrays["losses"].sum()) / n_total
 
     def _wait_all(self, expected: bytes) -> None:
         """Each worker's reply, or a RuntimeError naming the worker that died or failed."""

@@ -161,6 +161,33 @@ def test_an_error_in_a_share_breaks_the_pool_until_it_is_reopened():
         opened.forward_backward(*batch(model, 4, seed=6))
 
 
+def test_a_failed_step_leaves_no_array_over_the_shared_block_in_its_traceback():
+    """close() unmaps the block, so an array over it that outlives the pool points at freed memory:
+    reading it crashes the interpreter. A traceback keeps the failed step's frames and their locals
+    (a debugger's ``up``, a traceback printer that shows locals), so none may name such an array."""
+    import mmap
+
+    model = float64_model()
+    idx, targets = batch(model, 4, seed=12)
+    targets[3, 0] = model.config.vocab_size  # outside the vocabulary, in the worker's share
+    with DataParallel(model, workers=2, batch_size=4) as opened:
+        try:
+            opened.forward_backward(idx, targets)
+        except RuntimeError as err:
+            failed = err
+    found, tb = [], failed.__traceback__
+    while tb is not None:
+        for name, value in tb.tb_frame.f_locals.items():
+            for item in value.values() if isinstance(value, dict) else [value]:
+                base = item
+                while isinstance(base, np.ndarray):
+                    base = base.base
+                if isinstance(base, (mmap.mmap, memoryview)):
+                    found.append(f"{tb.tb_frame.f_code.co_name}: {name}")
+        tb = tb.tb_next
+    assert not found, f"the traceback keeps arrays over the closed shared block: {sorted(set(found))}"
+
+
 def test_a_killed_worker_is_named_with_its_exit_code_not_waited_for_forever():
     model = float64_model()
     opened = DataParallel(model, workers=3, batch_size=6)
