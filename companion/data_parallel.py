@@ -131,7 +131,8 @@ class DataParallel:
 
     ``model`` stays this process's own: its parameters, optimizer and checkpoints are untouched.
     Leaving the with-block (or ``close()``) stops the workers and frees the shared memory, also after
-    an exception; a worker that dies makes the next step raise a RuntimeError that names it."""
+    an exception (a pool dropped without either frees it when it is garbage-collected); a worker that
+    dies makes the next step raise a RuntimeError that names it."""
 
     def __init__(self, model, workers: int, batch_size: int):
         from threadpoolctl import ThreadpoolController

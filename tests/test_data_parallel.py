@@ -1,7 +1,8 @@
 """Data parallelism (companion/data_parallel.py): a batch split across processes gives the loss and
-gradients of the whole batch (float64: to 1e-12, with uneven masks and an odd batch), training
-matches one process to float32 rounding and repeats itself exactly, a dead worker is an error and
-not a hang, the shared memory is freed after close and after errors, and the refusals say why.
+gradients of the whole batch (float64: to 1e-12, with uneven masks and an odd batch, in both
+families), training matches one process to float32 rounding and repeats itself exactly (resumed
+from a checkpoint too), a dead worker is an error and not a hang, the shared memory is freed after
+close, after errors and when a pool is dropped, and the refusals say why, before any share runs.
 
 Starting a worker is a fresh interpreter (``spawn``), so the equality tests share one pool."""
 
