@@ -197,7 +197,9 @@ class DataParallel:
         # The block's arrays are reached through self, never held in a local: a traceback keeps this frame,
         # and close() unmaps the memory they point into (reading one after that would crash Python).
         self._arrays["params"][:] = self.model._flat_params  # this step's weights, for every replica
-        self._arrays["idx"][:B, :T], self._arrays["targets"][:B, :T], self._arrays["mask"][:B, :T] = idx, targets, mask
+        self._arrays["idx"][:B, :T] = idx  # (B, T) each
+        self._arrays["targets"][:B, :T] = targets
+        self._arrays["mask"][:B, :T] = mask
         self._arrays["header"][:] = (B, T, n_total)
         for rank, conn in enumerate(self._conns, start=1):
             try:
