@@ -46,6 +46,7 @@ import json
 import multiprocessing
 import signal
 import traceback
+import weakref
 from multiprocessing import connection, shared_memory
 
 import numpy as np
@@ -130,7 +131,8 @@ class DataParallel:
 
     ``model`` stays this process's own: its parameters, optimizer and checkpoints are untouched.
     Leaving the with-block (or ``close()``) stops the workers and frees the shared memory, also after
-    an exception; a worker that dies makes the next step raise a RuntimeError that names it."""
+    an exception (a pool dropped without either frees it when it is garbage-collected); a worker that
+    dies makes the next step raise a RuntimeError that names it."""
 
     def __init__(self, model, workers: int, batch_size: int):
         from threadpoolctl import ThreadpoolController
@@ -148,6 +150,8 @@ class DataParallel:
         size = _carve(None, flat.size, flat.dtype, self.workers, self.batch_size, model.config.block_size)["nbytes"]
         try:
             self._segment = shared_memory.SharedMemory(create=True, size=size)
+            # a pool dropped without close() frees its block all the same (its workers end when their pipes close)
+            self._unlink = weakref.finalize(self, self._segment.unlink)
             self._arrays = _carve(self._segment.buf, flat.size, flat.dtype, self.workers, self.batch_size,
                                   model.config.block_size)
             spawn = multiprocessing.get_context("spawn")
@@ -170,16 +174,19 @@ class DataParallel:
         """idx, targets (B, T) token ids, loss_mask (B, T) or None (every token counts) -> the mean loss
         over the batch's counted tokens; the model's gradients hold that loss's gradient."""
         idx, targets = np.asarray(idx), np.asarray(targets)
+        mask = np.ones(idx.shape) if loss_mask is None else np.asarray(loss_mask, dtype=np.float64)  # (B, T)
+        if idx.ndim != 2 or targets.shape != idx.shape or mask.shape != idx.shape:  # checked before any share runs
+            raise ValueError(f"token ids {idx.shape}, targets {targets.shape} and loss mask {mask.shape}: "
+                             f"all three must have the same shape (B, T)")
         B, T = idx.shape
-        if B > self.batch_size or B < self.workers or T > self.model.config.block_size or targets.shape != idx.shape:
-            raise ValueError(f"batch of shape {idx.shape} (targets {targets.shape}): the pool takes between "
-                             f"{self.workers} and {self.batch_size} sequences of up to "
-                             f"{self.model.config.block_size} tokens, targets of the same shape")
-        mask = np.ones((B, T)) if loss_mask is None else np.asarray(loss_mask, dtype=np.float64)  # (B, T)
+        if B > self.batch_size or B < self.workers or T > self.model.config.block_size:
+            raise ValueError(f"batch of shape {idx.shape}: the pool takes between {self.workers} and "
+                             f"{self.batch_size} sequences of up to {self.model.config.block_size} tokens")
+        check_data_parallel(self.model, self.workers, self.batch_size)  # again: a use() block may have begun since
         n_total = float(mask.sum())
         if n_total == 0:
             raise ValueError("the mask leaves no target to score: every position is masked out")
-        (start, stop), a = share_bounds(B, self.workers)[0], self._arrays
+        start, stop = share_bounds(B, self.workers)[0]
         if self.workers == 1:
             with self._blas.limit(limits=1, user_api="blas"):
                 return share_forward_backward(self.model, idx, targets, mask, n_total) / n_total
@@ -187,9 +194,13 @@ class DataParallel:
             raise RuntimeError(f"this DataParallel pool is {'closed' if self._segment is None else 'broken'} "
                                f"(a step failed or was interrupted); close it and open a new one")
         self._broken = True  # until the step has ended well: the workers' replies could be out of step
-        a["params"][:] = self.model._flat_params  # this step's weights, for every replica
-        a["idx"][:B, :T], a["targets"][:B, :T], a["mask"][:B, :T] = idx, targets, mask
-        a["header"][:] = (B, T, n_total)
+        # The block's arrays are reached through self, never held in a local: a traceback keeps this frame,
+        # and close() unmaps the memory they point into (reading one after that would crash Python).
+        self._arrays["params"][:] = self.model._flat_params  # this step's weights, for every replica
+        self._arrays["idx"][:B, :T] = idx  # (B, T) each
+        self._arrays["targets"][:B, :T] = targets
+        self._arrays["mask"][:B, :T] = mask
+        self._arrays["header"][:] = (B, T, n_total)
         for rank, conn in enumerate(self._conns, start=1):
             try:
                 conn.send_bytes(b"step")
@@ -197,14 +208,14 @@ class DataParallel:
                 raise self._died(rank) from None
         try:
             with self._blas.limit(limits=1, user_api="blas"):  # the other cores are the workers'
-                a["losses"][0] = share_forward_backward(self.model, idx[start:stop], targets[start:stop],
-                                                        mask[start:stop], n_total)
+                self._arrays["losses"][0] = share_forward_backward(
+                    self.model, idx[start:stop], targets[start:stop], mask[start:stop], n_total)
         finally:
             self._wait_all(b"done")  # even after an error here, so that no reply is left unread
-        for grads in a["grads"]:  # in rank order: the same additions, in the same order, every run
+        for grads in self._arrays["grads"]:  # in rank order: the same additions, in the same order, every run
             self.model._flat_grads += grads
         self._broken = False
-        return float(a["losses"].sum()) / n_total
+        return float(self._arrays["losses"].sum()) / n_total
 
     def _wait_all(self, expected: bytes) -> None:
         """Each worker's reply, or a RuntimeError naming the worker that died or failed."""
@@ -243,7 +254,7 @@ class DataParallel:
         self._processes, self._conns, self._arrays = [], [], None  # the arrays pointed into the segment
         if self._segment is not None:
             self._segment.close()
-            self._segment.unlink()
+            self._unlink()  # the finalizer, called now: it unlinks once, and never again at collection
             self._segment = None
 
     def __enter__(self) -> "DataParallel":

@@ -1,7 +1,8 @@
 """Data parallelism (companion/data_parallel.py): a batch split across processes gives the loss and
-gradients of the whole batch (float64: to 1e-12, with uneven masks and an odd batch), training
-matches one process to float32 rounding and repeats itself exactly, a dead worker is an error and
-not a hang, the shared memory is freed after close and after errors, and the refusals say why.
+gradients of the whole batch (float64: to 1e-12, with uneven masks and an odd batch, in both
+families), training matches one process to float32 rounding and repeats itself exactly (resumed
+from a checkpoint too), a dead worker is an error and not a hang, the shared memory is freed after
+close, after errors and when a pool is dropped, and the refusals say why, before any share runs.
 
 Starting a worker is a fresh interpreter (``spawn``), so the equality tests share one pool."""
 
@@ -104,6 +105,48 @@ def test_the_workers_see_the_new_weights_and_a_shorter_batch(pool):
         pool.forward_backward(*batch(model, B + 1, seed=4))
 
 
+def test_a_llama_model_with_grouped_query_attention_a_bool_mask_and_ignored_targets():
+    """The other family's replica: RoPE, SwiGLU, RMSNorm, 2 key/value heads for 4 query heads and an
+    untied head; the loss mask a bool array, the masked targets -1 (never read), int32 ids."""
+    model = float64_model(family="llama", n_head=4, n_kv_head=2)
+    idx, targets = batch(model, 4, seed=10)
+    mask = np.random.default_rng(11).random(idx.shape) > 0.3  # (4, T) bool
+    targets[~mask] = -1
+    loss_1, grads_1 = whole_batch(model, idx, targets, mask)
+    with DataParallel(model, workers=2, batch_size=4) as opened:
+        loss_2 = opened.forward_backward(idx.astype(np.int32), targets.astype(np.int32), mask)
+    assert loss_2 == pytest.approx(loss_1, rel=1e-12, abs=0)
+    for name, g in grads_1.items():
+        np.testing.assert_allclose(model.gradients()[name], g, rtol=1e-12, atol=1e-13, err_msg=name)
+    assert "head.proj.w" in grads_1 and np.abs(model._flat_grads).max() > 1e-3
+
+
+def test_a_batch_of_mismatched_shapes_is_refused_before_any_share_runs(pool):
+    """A wrong mask shape broadcast into the shared block (or failed there) and broke the pool."""
+    model = pool.model
+    idx, targets = batch(model, B, seed=8)
+    T = idx.shape[1]
+    for mask in (np.ones((B, T - 1)), np.ones((1, T)), np.ones(T)):
+        with pytest.raises(ValueError, match=rf"loss mask \({', '.join(map(str, mask.shape))},?\): all three must"):
+            pool.forward_backward(idx, targets, mask)
+    with pytest.raises(ValueError, match=r"token ids \(16,\), targets \(16,\)"):
+        pool.forward_backward(idx[0], targets[0])
+    loss_1, _ = whole_batch(model, idx, targets, None)
+    assert pool.forward_backward(idx, targets) == pytest.approx(loss_1, rel=1e-12, abs=0)  # not broken
+
+
+def test_kernels_plugged_in_after_the_pool_opened_are_refused_at_the_step(pool):
+    """Checked only at opening, a later use() block ran the learner's kernel on this process's share
+    and the companion's on the workers': a gradient mixed from two different functions."""
+    model = pool.model
+    idx, targets = batch(model, B, seed=9)
+    with use(gelu_forward=lambda x: gelu_forward(2 * x)):
+        with pytest.raises(ValueError, match=r"inside a companion.use\(...\) block"):
+            pool.forward_backward(idx, targets)
+    loss_1, _ = whole_batch(model, idx, targets, None)
+    assert pool.forward_backward(idx, targets) == pytest.approx(loss_1, rel=1e-12, abs=0)  # not broken
+
+
 def test_an_error_in_a_share_breaks_the_pool_until_it_is_reopened():
     model = float64_model()
     idx, targets = batch(model, 4, seed=5)
@@ -117,6 +160,33 @@ def test_an_error_in_a_share_breaks_the_pool_until_it_is_reopened():
     assert not segment_exists(name)
     with pytest.raises(RuntimeError, match="pool is closed"):
         opened.forward_backward(*batch(model, 4, seed=6))
+
+
+def test_a_failed_step_leaves_no_array_over_the_shared_block_in_its_traceback():
+    """close() unmaps the block, so an array over it that outlives the pool points at freed memory:
+    reading it crashes the interpreter. A traceback keeps the failed step's frames and their locals
+    (a debugger's ``up``, a traceback printer that shows locals), so none may name such an array."""
+    import mmap
+
+    model = float64_model()
+    idx, targets = batch(model, 4, seed=12)
+    targets[3, 0] = model.config.vocab_size  # outside the vocabulary, in the worker's share
+    with DataParallel(model, workers=2, batch_size=4) as opened:
+        try:
+            opened.forward_backward(idx, targets)
+        except RuntimeError as err:
+            failed = err
+    found, tb = [], failed.__traceback__
+    while tb is not None:
+        for name, value in tb.tb_frame.f_locals.items():
+            for item in value.values() if isinstance(value, dict) else [value]:
+                base = item
+                while isinstance(base, np.ndarray):
+                    base = base.base
+                if isinstance(base, (mmap.mmap, memoryview)):
+                    found.append(f"{tb.tb_frame.f_code.co_name}: {name}")
+        tb = tb.tb_next
+    assert not found, f"the traceback keeps arrays over the closed shared block: {sorted(set(found))}"
 
 
 def test_a_killed_worker_is_named_with_its_exit_code_not_waited_for_forever():
@@ -143,6 +213,18 @@ def test_shared_memory_is_freed_after_an_exception_in_the_with_block(error):
             raise error("on purpose")
     assert not segment_exists(name)
     assert all(not p.is_alive() for p in processes)
+
+
+def test_a_pool_dropped_without_close_frees_its_shared_memory_and_its_workers_end():
+    import gc
+
+    opened = DataParallel(float64_model(), workers=2, batch_size=2)
+    name, worker = opened._segment.name, opened._processes[0]
+    del opened
+    gc.collect()
+    assert not segment_exists(name)  # it stayed in /dev/shm until the interpreter exited
+    worker.join(timeout=10)  # its pipe closed: it reads end-of-file and returns
+    assert worker.exitcode == 0
 
 
 def test_a_diverging_run_stops_its_workers():
@@ -175,18 +257,33 @@ def test_refusals_say_why():
         train(small, task, TrainConfig(steps=2, batch_size=2), np.random.default_rng(0), progress=False, workers=3)
 
 
-def test_training_with_two_workers_matches_one_to_float32_rounding_and_repeats_exactly():
+def test_training_with_two_workers_matches_one_to_float32_rounding_and_repeats_exactly(tmp_path):
+    from companion.checkpoint import load_checkpoint, save_checkpoint
+
     task = make_task("listops")
     cfg = TrainConfig(steps=12, batch_size=9, lr=3e-3, min_lr=3e-4, warmup_steps=2, eval_every=6, eval_size=40)
+
+    def save_at_6(step, model, optimizer, rng, history):
+        if step == 6:
+            save_checkpoint(tmp_path, model, optimizer, step, rng, history=history, train_config=cfg)
+
     runs = {}
     for name, workers in (("one", 1), ("two", 2), ("two again", 2)):
         model = Transformer(preset("tiny", vocab_size=task.vocab_size, block_size=task.block_size),
                             np.random.default_rng(3))
-        history = train(model, task, cfg, np.random.default_rng(3), progress=False, workers=workers)
+        history = train(model, task, cfg, np.random.default_rng(3), progress=False, workers=workers,
+                        callback=save_at_6 if name == "two again" else None)
         runs[name] = (np.array(history.train_losses), model._flat_params.copy())
+        val_losses = [r["val_loss"] for r in history.records]  # evaluations at steps 6 and 12
+    ck = load_checkpoint(tmp_path)  # the second run of two workers, stopped at step 6 and resumed with two
+    resumed = train(ck.model, task, cfg, ck.rng, optimizer=ck.optimizer, start_step=6, history=ck.history,
+                    progress=False, workers=2)
+    runs["two resumed"] = (np.array(resumed.train_losses), ck.model._flat_params.copy())
+    assert [r["val_loss"] for r in resumed.records] == val_losses
     (loss_1, w_1), (loss_2, w_2), (loss_3, w_3) = runs["one"], runs["two"], runs["two again"]
-    np.testing.assert_array_equal(loss_2, loss_3)  # same seed, same workers: the same numbers exactly
-    np.testing.assert_array_equal(w_2, w_3)
+    for name in ("two again", "two resumed"):  # same seed, same workers: the same numbers exactly
+        np.testing.assert_array_equal(runs[name][0], loss_2, err_msg=name)
+        np.testing.assert_array_equal(runs[name][1], w_2, err_msg=name)
     assert loss_1[-1] < loss_1[0]  # it trained
     # float32 sums in another order: about 1e-7 relative per step, a little more after 12 Adam updates
     np.testing.assert_allclose(loss_2, loss_1, rtol=1e-5)
