@@ -4,8 +4,12 @@
     each share: forward, loss, backward on its own replica of the model   (all at the same time)
     gradient = sum of the shares' gradients                              (then clipping, AdamW as ever)
 
-This is the idea of PyTorch's DistributedDataParallel across GPUs, here across the cores of one
-CPU. Why processes: NumPy runs element-wise work (GELU, softmax, LayerNorm, the residual adds) on
+This is data parallelism, the idea behind PyTorch's DistributedDataParallel across GPUs, here
+across the cores of one CPU, with one difference: DDP's replicas all-reduce their gradients and
+each runs its own optimizer step, while here one process sums the gradients, runs clipping and
+AdamW once, and copies the new weights to the workers at the next step (as torch.nn.DataParallel
+or a parameter server does). On one machine, through shared memory, that copy is cheap, and one
+optimizer keeps checkpoints exactly as a single process writes them. Why processes: NumPy runs element-wise work (GELU, softmax, LayerNorm, the residual adds) on
 one core, and BLAS threads only speed up the matrix products, about half of a step. Two *threads*
 in one process could each run half the batch on its own copy of the model, but a step is a long
 chain of short NumPy calls, and the Python between them needs the global interpreter lock: when we
@@ -229,13 +233,17 @@ class DataParallel:
                 continue
             if reply.startswith(b"error"):
                 raise RuntimeError(f"data-parallel worker {rank} failed:\n{reply[len(b'error '):].decode()}")
-            raise self._died(rank)
+            raise self._died(rank, starting=expected == b"ready")
 
-    def _died(self, rank: int) -> RuntimeError:
+    def _died(self, rank: int, starting: bool = False) -> RuntimeError:
         process = self._processes[rank - 1]
         process.join(timeout=5)
-        return RuntimeError(f"data-parallel worker {rank} (process {process.pid}) exited with code {process.exitcode}; "
-                            f"close this pool and open a new one")
+        what = f"data-parallel worker {rank} (process {process.pid}) exited with code {process.exitcode}"
+        if starting:  # most often spawn re-running a script's top level in the worker
+            return RuntimeError(f"{what} while starting; a script that opens a pool needs the "
+                                f"`if __name__ == \"__main__\":` guard that spawn requires (the worker's own "
+                                f"message is printed above)")
+        return RuntimeError(f"{what}; close this pool and open a new one")
 
     def close(self) -> None:
         """Stop the workers and free the shared memory. Safe to call twice, and after a failure."""

@@ -371,3 +371,19 @@ def test_workers_exit_when_their_parent_is_killed():
     while os.path.exists(path) and time.monotonic() < deadline:  # the dead parent's resource tracker frees it
         time.sleep(0.05)
     assert not os.path.exists(path)
+
+
+def test_a_script_without_the_main_guard_is_told_what_spawn_needs(tmp_path):
+    import os
+    import subprocess
+
+    script = tmp_path / "no_guard.py"  # spawn re-runs this top level in the worker, which then fails to start
+    script.write_text("import numpy as np\n"
+                      "from companion import Transformer, preset\n"
+                      "from companion.data_parallel import DataParallel\n"
+                      "DataParallel(Transformer(preset('tiny'), np.random.default_rng(0)), 2, 2).close()\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert "exited with code" in last and "while starting" in last and '__name__ == "__main__"' in last, run.stderr[-2000:]
