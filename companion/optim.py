@@ -30,8 +30,10 @@ from .backend import Array, pieces, to_numpy, xp
 from .module import flat_layout
 
 # Elements per piece of the buffer that Adam updates at a time: 64k float32 numbers are 256 KiB,
-# so the five arrays of a piece (p, g, m, v and a scratch) fit in a core's L2 cache (1-2 MiB) and
-# each of the update's ten passes reads from the cache, not from main memory.
+# so the five arrays of a piece (p, g, m, v and a scratch) take 1.25 MiB. Where a core's private
+# L2 cache holds 2 MiB, a piece stays there across the update's ten passes, instead of each pass
+# streaming the whole ~16 MB from L3 or main memory; where L2 holds 1 MiB or 512 KiB, it does not
+# fit there and is read from L3. Chapter 11 times this against one piece for the whole buffer.
 CHUNK = 65536
 
 
