@@ -9,12 +9,14 @@ across the cores of one CPU, with one difference: DDP's replicas all-reduce thei
 each runs its own optimizer step, while here one process sums the gradients, runs clipping and
 AdamW once, and copies the new weights to the workers at the next step (as torch.nn.DataParallel
 or a parameter server does). On one machine, through shared memory, that copy is cheap, and one
-optimizer keeps checkpoints exactly as a single process writes them. Why processes: NumPy runs element-wise work (GELU, softmax, LayerNorm, the residual adds) on
-one core, and BLAS threads only speed up the matrix products, about half of a step. Two *threads*
-in one process could each run half the batch on its own copy of the model, but a step is a long
-chain of short NumPy calls, and the Python between them needs the global interpreter lock: when we
-timed it on two cores, two threads saved about half of the time that a second core could save, two
-processes nearly all of it. Two processes share no lock.
+optimizer keeps checkpoints exactly as a single process writes them.
+
+Why processes: NumPy runs element-wise work (GELU, softmax, LayerNorm, the residual adds) on one
+core, and BLAS threads only speed up the matrix products, about half of a step. Two *threads* in
+one process could each run half the batch on its own copy of the model, but a step is a long chain
+of short NumPy calls, and the Python between them, and each call's setup, need the global
+interpreter lock, so how much two threads overlap is a matter of measurement (chapter 11 times
+both on the reader's machine). Two processes share no lock.
 
 The mean loss over the batch is a sum over its counted tokens divided by their number ``n_total``,
 so a share with ``n_share`` counted tokens (the loss mask may count different numbers in different
