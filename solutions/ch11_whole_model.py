@@ -15,8 +15,9 @@
 # %% [markdown]
 # # Chapter 11 exercises: the whole model
 #
-# Book chapter 11 (`book/11_whole_model.md`): what a model of a given shape costs, and how to
-# compare language models whose tokenizers differ. Write each function, run its cell, then its
+# Book chapter 11 (`book/11_whole_model.md`): what a model of a given shape costs, how to
+# compare language models whose tokenizers differ, and how the shares of a batch split across
+# processes add up to the whole batch's gradient. Write each function, run its cell, then its
 # check cell. A config is passed as a plain dict, `companion.preset("baby").to_dict()`, with
 # every family choice already filled in: `vocab_size`, `block_size`, `n_layer`, `n_head`,
 # `n_embd`, `ffn_hidden`, `norm` ("layernorm" or "rmsnorm"), `positions` ("learned",
@@ -191,3 +192,46 @@ def activation_bytes(config, batch_size, seq_len, dtype="float32"):
 
 # %%
 check("11.4")
+
+
+# %% [markdown]
+# ## Exercise 11.5: one share of a data-parallel batch
+#
+# Data parallelism splits a batch's rows into shares, one per process. The loss is the mean over
+# the *whole* batch's counted tokens, `n_total` of them, and the loss mask may count different
+# numbers of tokens in different shares. For one share's `logits` (b, T, V), `targets` (b, T)
+# and loss `mask` (b, T) (1: the position counts, 0: it does not), return `(loss_sum, dlogits)`:
+#
+# - `loss_sum`: a float, the share's negative log-likelihood summed over its counted tokens
+#   (the caller adds the shares' sums and divides once by `n_total`);
+# - `dlogits` (b, T, V): the share's rows of the gradient of the whole batch's mean loss, so that
+#   the shares' `dlogits`, concatenated, are exactly `cross_entropy_backward` of the whole batch.
+#
+# Each counted token's row is softmax minus one-hot, as in exercise 7.3; work out what it is
+# divided by. A share whose mask counts no token returns 0.0 and zeros. Compute the log-softmax
+# stably (subtract each row's maximum), and leave the arrays you are given unchanged. You may
+# call chapter 7's `cross_entropy_forward` and `cross_entropy_backward` (`companion.loss` has
+# them): the scaling is this exercise. The check splits batches into two and three shares whose
+# masks count different numbers of tokens.
+
+
+# %%
+def share_loss_and_dlogits(logits, targets, mask, n_total):
+    """logits (b, T, V), targets (b, T) ints, mask (b, T) 0/1, n_total: the whole batch's counted
+    tokens -> (loss_sum: float, dlogits (b, T, V))."""
+    # BEGIN SOLUTION 11.5
+    b, T = targets.shape
+    shifted = logits - logits.max(axis=-1, keepdims=True)  # (b, T, V)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # (b, T, V)
+    nll = -np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]  # (b, T)
+    loss_sum = float((nll * mask).sum())
+    dlogits = np.exp(logp)  # (b, T, V): the softmax
+    dlogits[np.arange(b)[:, None], np.arange(T)[None, :], targets] -= 1.0  # minus the one-hot target
+    # divided by the whole batch's count, not the share's: then the shares' gradients add up to the batch's
+    dlogits *= (mask / n_total)[..., None]  # (b, T, V)
+    return loss_sum, dlogits
+    # END SOLUTION
+
+
+# %%
+check("11.5")

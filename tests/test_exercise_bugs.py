@@ -192,6 +192,71 @@ def test_in_place_is_named_only_when_it_is_the_bug():
     assert message and "in place" not in message and "does not match the reference" in message, message
 
 
+# ---------------------------------------------------------------- wrong data-parallel shares (11.5)
+
+
+def share_scaled(scale, masked=True):
+    """A share_loss_and_dlogits whose dlogits are the share's own mean gradient times
+    scale(b, T, n_share, n_total) (the right scale is n_share / n_total)."""
+    from companion.loss import cross_entropy_backward, cross_entropy_forward
+
+    def share(logits, targets, mask, n_total):
+        b, T, _ = logits.shape
+        n_share = mask.sum()
+        loss, cache = cross_entropy_forward(logits, targets, mask if masked else None)
+        dlogits = cross_entropy_backward(cache) * scale(b, T, n_share if masked else b * T, n_total)
+        return loss * n_share, dlogits
+    return share
+
+
+def share_with_mean_loss(logits, targets, mask, n_total):
+    """Right dlogits, but the share's mean loss where its sum is asked for."""
+    loss_sum, dlogits = share_scaled(lambda b, T, n, n_total: n / n_total)(logits, targets, mask, n_total)
+    return loss_sum / mask.sum(), dlogits
+
+
+SHARE_BUGS = {  # a wrong share_loss_and_dlogits -> words its failure must contain
+    "no scaling": (share_scaled(lambda b, T, n, n_total: 1.0), "no scaling"),
+    "halved": (share_scaled(lambda b, T, n, n_total: 0.5), "divided by the number of shares"),
+    "by positions": (share_scaled(lambda b, T, n, n_total: b * T / n_total), "share's positions b*T"),
+    "mask ignored": (share_scaled(lambda b, T, n, n_total: n / n_total, masked=False), "the mask is ignored"),
+    "no division": (share_scaled(lambda b, T, n, n_total: n), "no division at all"),
+    "by rows": (share_scaled(lambda b, T, n, n_total: b / 5), "share's rows, b / B"),  # B = 5
+    "twice divided": (share_scaled(lambda b, T, n, n_total: 1 / n_total), "a division by n_share and by n_total"),
+    "sign": (share_scaled(lambda b, T, n, n_total: -n / n_total), "the sign is flipped"),
+}
+
+
+@pytest.mark.parametrize("bug", list(SHARE_BUGS))
+def test_a_wrongly_scaled_share_gradient_is_named(bug):
+    ch11 = graded("ch11")
+    fn, words = SHARE_BUGS[bug]
+    message = outcome(ch11.test_shares_dlogits_concatenate_to_the_whole_batch_gradient,
+                      Impl("ch11", share_loss_and_dlogits=fn))
+    assert message and words in message, message
+
+
+def test_a_share_that_returns_its_mean_loss_or_divides_by_its_own_empty_count_fails():
+    ch11 = graded("ch11")
+    message = outcome(ch11.test_shares_loss_sums_give_the_whole_batch_mean,
+                      Impl("ch11", share_loss_and_dlogits=share_with_mean_loss))
+    assert message and "the share's mean loss, not its sum" in message, message
+
+    def own_count(logits, targets, mask, n_total):  # no guard: its own mean, 0 / 0 on an empty share
+        with np.errstate(all="ignore"):
+            nll = -np.take_along_axis(logits - np.log(np.exp(logits).sum(-1, keepdims=True)), targets[..., None], -1)
+            e = np.exp(logits - logits.max(-1, keepdims=True))
+            p = e / e.sum(-1, keepdims=True)
+            p[np.arange(len(p))[:, None], np.arange(p.shape[1]), targets] -= 1.0
+            n_share = mask.sum()
+            mean = float((nll[..., 0] * mask).sum() / n_share)
+            return mean * n_share, p * (mask / n_share)[..., None] * (n_share / n_total)
+    impl = Impl("ch11", share_loss_and_dlogits=own_count)
+    assert outcome(ch11.test_shares_dlogits_concatenate_to_the_whole_batch_gradient, impl) is None
+    message = outcome(ch11.test_a_share_that_counts_no_token, impl)
+    assert message and "NaN or inf" in message and "must never be a divisor" in message, message
+
+
 # ---------------------------------------------------------------- messages
 
 

@@ -57,6 +57,7 @@ REFERENCES: dict[str, tuple[str, ...]] = {
     "11.2": ("companion.accounting:forward_flops",),
     "11.3": (),  # bits_per_character: a sum over the loss the learner already wrote (7.2); nothing to import
     "11.4": ("companion.accounting:activation_bytes",),
+    "11.5": ("companion.data_parallel:share_forward_backward",),  # the loss (7.2, 7.3) may be reused
     "12.1": ("companion.flash_attention:flash_attention_forward",),
     "12.2": ("companion.accounting:parameter_counts",),
     "12.3": ("companion.accounting:kv_cache_bytes",),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import codec
 
-DEFAULT_TIME_LIMIT_S = 6.0  # per exercise, all its tests together: 38 exercises x 6 s < 5 minutes (tests/test_grading.py)
+DEFAULT_TIME_LIMIT_S = 6.0  # per exercise, all its tests together: 40 exercises x 6 s < 5 minutes (tests/test_grading.py)
 DEFAULT_MEMORY_MB = 2048
 FILE_LIMIT_BYTES = 64 * 2**20
 START_LIMIT_S = 60.0  # a worker that cannot even start is the grader's problem, not the learner's

@@ -1,9 +1,12 @@
-"""Graded tests, chapter 11: a config's parameters and forward FLOPs by component, and bits
-per character from one model's token losses.
+"""Graded tests, chapter 11: a config's parameters, forward FLOPs and activation memory by
+component, bits per character from one model's token losses, and one data-parallel share's
+summed loss and scaled dlogits.
 
 References: companion.accounting (whose parameter counts are checked against every built model
-and against GPT-2 small's and LLaMA-7B's published sizes) and companion.loss.log_softmax.
-Configs are passed as plain dicts (ModelConfig.to_dict()), results are plain dicts and floats.
+and against GPT-2 small's and LLaMA-7B's published sizes), companion.loss (log_softmax, and
+cross_entropy_forward/backward of the whole batch, which the shares must add up to; checked here
+against finite differences too) and companion.data_parallel.share_bounds (how a batch's rows are
+split). Configs are passed as plain dicts (ModelConfig.to_dict()), results are plain dicts and floats.
 """
 
 import math
@@ -13,8 +16,11 @@ import pytest
 
 from companion import accounting
 from companion.config import preset
-from companion.grading.adapter import expect
-from companion.loss import log_softmax
+from companion.data_parallel import share_bounds
+from companion.gradcheck import numeric_gradient, relative_error
+from companion.grading.adapter import expect, expect_close
+from companion.grading.messages import expect_array, expect_tuple
+from companion.loss import cross_entropy_backward, cross_entropy_forward, log_softmax
 
 CHAPTER = "ch11"
 pytestmark = pytest.mark.ch11
@@ -238,3 +244,131 @@ def test_activation_bytes_grow_with_t_squared_only_in_attention(impl):
     want = [accounting.activation_bytes(config, 1, T) for T in (256, 512, 1024)]
     expect([r["attention"] for r in rows] == [w["attention"] for w in want],
            "attention bytes of GPT-2 small at T = 256, 512, 1024 differ from the caches' count")
+
+
+# ------------------------------------------------------------------ 11.5 one data-parallel share
+
+
+def padded_batch(rng, counted, T=6, V=11, scale=1.0):
+    """logits (B, T, V), targets (B, T) and a loss mask that counts counted[r] tokens of row r."""
+    B = len(counted)
+    logits = rng.standard_normal((B, T, V)) * scale  # (B, T, V)
+    targets = rng.integers(0, V, size=(B, T))  # (B, T)
+    mask = (np.arange(T)[None, :] < np.array(counted)[:, None]).astype(float)  # (B, T): padding at the ends
+    targets[mask == 0] = 0
+    return logits, targets, mask
+
+
+def share_call(impl, logits, targets, mask, n_total, what):
+    """The learner's (loss_sum, dlogits) for one share, given copies (so a share cannot change the batch)."""
+    given = logits.copy()
+    got = expect_tuple(impl.share_loss_and_dlogits(given, targets.copy(), mask.copy(), n_total), 2,
+                       "share_loss_and_dlogits must return (loss_sum, dlogits)")
+    loss_sum, dlogits = got
+    expect(isinstance(loss_sum, (int, float, np.integer, np.floating)) and not isinstance(loss_sum, bool),
+           f"loss_sum of {what} should be a number (a float), got {type(loss_sum).__name__}")
+    expect(np.array_equal(given, logits), f"share_loss_and_dlogits changed the logits of {what}: work on a copy")
+    return float(loss_sum), expect_array(dlogits, f"dlogits of {what}", logits.shape)
+
+
+def share_gradient_bugs(logits, targets, mask, n_total, n_shares, B):
+    """What common mistakes give for one share's dlogits (b, T, V) with at least one counted token."""
+    b, T, _ = logits.shape
+    n_share = mask.sum()
+    own = cross_entropy_backward(cross_entropy_forward(logits, targets, mask)[1])  # the share's own mean's gradient
+    unmasked = cross_entropy_backward(cross_entropy_forward(logits, targets)[1]) * (b * T) / n_total
+    right = own * n_share / n_total
+    return {
+        "no scaling: this is the gradient of the share's own mean loss; the batch's mean divides each token "
+        "by n_total, so scale by n_share / n_total (n_share: the tokens this share's mask counts)": own,
+        "the share's own mean gradient divided by the number of shares: that holds only when every share "
+        "counts the same number of tokens; scale by n_share / n_total": own / n_shares,
+        "a scale by the share's positions b*T rather than the tokens its mask counts (the mask counts "
+        "different numbers in different shares): scale by n_share / n_total, n_share = mask.sum()":
+            own * (b * T) / n_total,
+        "a scale by the share's rows, b / B, rather than the tokens its mask counts: scale by n_share / n_total":
+            own * b / B,
+        "the mask is ignored: padding positions (mask 0) get a gradient": unmasked,
+        "no division at all: that is the gradient of the summed loss; divide each counted token's row by n_total":
+            right * n_total,
+        "a division by n_share and by n_total: divide by n_total only": right / n_share,
+        "the sign is flipped: each counted row is softmax minus one-hot": -right,
+    }
+
+
+@pytest.mark.exercise("11.5", "share_loss_and_dlogits")
+@pytest.mark.points(3)
+def test_shares_dlogits_concatenate_to_the_whole_batch_gradient(impl):
+    rng = np.random.default_rng(0)
+    logits, targets, mask = padded_batch(rng, counted=(6, 3, 2, 5, 1))  # rows count 6, 3, 2, 5 and 1 tokens
+    B = len(mask)
+    n_total = float(mask.sum())
+    want = cross_entropy_backward(cross_entropy_forward(logits, targets, mask)[1])  # (B, T, V): the whole batch's
+    for n_shares in (2, 3):
+        for k, (start, stop) in enumerate(share_bounds(B, n_shares)):
+            rows = slice(start, stop)
+            what = (f"share {k} of {n_shares} (rows {start}:{stop}, {mask[rows].sum():g} of the batch's "
+                    f"{n_total:g} counted tokens)")
+            _, got = share_call(impl, logits[rows], targets[rows], mask[rows], n_total, what)
+            bugs = share_gradient_bugs(logits[rows], targets[rows], mask[rows], n_total, n_shares, B)
+            expect_close(got, want[rows], f"dlogits of {what}", bugs, rtol=1e-9, atol=1e-12)
+    # independent of the companion's backward: finite differences of the whole batch's mean loss
+    logits, targets, mask = padded_batch(np.random.default_rng(1), counted=(3, 1, 2), T=3, V=4)
+    n_total = float(mask.sum())
+    got = np.concatenate([share_call(impl, logits[a:b], targets[a:b], mask[a:b], n_total, f"rows {a}:{b}")[1]
+                          for a, b in share_bounds(len(mask), 2)])  # (B, T, V)
+    _, numeric = numeric_gradient(lambda: cross_entropy_forward(logits, targets, mask)[0], logits)
+    err = relative_error(got.reshape(-1), numeric)
+    expect(err < 1e-6, f"the shares' dlogits, concatenated, disagree with finite differences of the whole batch's "
+                       f"mean loss: relative error {err:.2e} (tolerance 1e-6, h=1e-6, float64)")
+
+
+@pytest.mark.exercise("11.5", "share_loss_and_dlogits")
+@pytest.mark.points(2)
+def test_shares_loss_sums_give_the_whole_batch_mean(impl):
+    for seed, scale in ((2, 1.0), (3, 1000.0)):
+        logits, targets, mask = padded_batch(np.random.default_rng(seed), counted=(6, 3, 2, 5, 1), scale=scale)
+        n_total = float(mask.sum())
+        nll = -np.take_along_axis(log_softmax(logits), targets[..., None], axis=-1)[..., 0]  # (B, T)
+        sums = []
+        for k, (start, stop) in enumerate(share_bounds(len(mask), 2)):
+            rows = slice(start, stop)
+            what = f"share {k} of 2 (rows {start}:{stop}) with logits of about {scale:g}"
+            got, _ = share_call(impl, logits[rows], targets[rows], mask[rows], n_total, what)
+            expect(math.isfinite(got), f"loss_sum of {what} is {got}: subtract each row's maximum before exp")
+            want = float((nll[rows] * mask[rows]).sum())
+            bugs = {"the share's mean loss, not its sum over its counted tokens": want / mask[rows].sum(),
+                    "the sum already divided by n_total: return the sum (the caller adds the shares' sums, "
+                    "then divides once)": want / n_total,
+                    "the padding (mask 0) was scored too": float(nll[rows].sum()),
+                    "the sign is flipped: the loss is minus the log-probability": -want}
+            if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
+                named = [d for d, v in bugs.items() if math.isclose(got, v, rel_tol=1e-9)]
+                expect(False, f"loss_sum of {what}: {got:.6g}, expected {want:.6g}"
+                              + (f": it looks like {named[0]}" if named else ""))
+            sums.append(got)
+        whole = cross_entropy_forward(logits, targets, mask)[0]
+        expect(math.isclose(sum(sums) / n_total, whole, rel_tol=1e-9),
+               f"the shares' loss sums / n_total = {sum(sums) / n_total:.6g}, the whole batch's mean loss {whole:.6g}")
+
+
+@pytest.mark.exercise("11.5", "share_loss_and_dlogits")
+@pytest.mark.points(1)
+def test_a_share_that_counts_no_token(impl):
+    logits, targets, mask = padded_batch(np.random.default_rng(4), counted=(4, 2, 0, 0))  # share 1: padding only
+    n_total = float(mask.sum())
+    (a, b), (c, d) = share_bounds(len(mask), 2)
+    loss_sum, dlogits = share_call(impl, logits[c:d], targets[c:d], mask[c:d], n_total,
+                                   "a share whose mask counts no token")
+    expect(np.isfinite(loss_sum) and np.all(np.isfinite(dlogits)),
+           "a share whose mask counts no token gave NaN or inf: it must give loss_sum 0.0 and zero dlogits "
+           "(its own count, 0, must never be a divisor)")
+    expect(loss_sum == 0.0, f"loss_sum of a share whose mask counts no token: {loss_sum:.6g}, expected 0.0")
+    expect_close(dlogits, np.zeros_like(logits[c:d]), "dlogits of a share whose mask counts no token",
+                 {"the mask is ignored: padding positions (mask 0) get a gradient":
+                      cross_entropy_backward(cross_entropy_forward(logits[c:d], targets[c:d])[1]) * logits[c:d].shape[0]
+                      * logits.shape[1] / n_total}, rtol=0, atol=1e-12)
+    want = cross_entropy_backward(cross_entropy_forward(logits, targets, mask)[1])  # (B, T, V)
+    _, got = share_call(impl, logits[a:b], targets[a:b], mask[a:b], n_total, "the share that counts every token")
+    expect_close(got, want[a:b], "dlogits of the share that holds every counted token (n_share = n_total)",
+                 rtol=1e-9, atol=1e-12)
