@@ -324,7 +324,7 @@ def test_shares_dlogits_concatenate_to_the_whole_batch_gradient(impl):
 
 
 @pytest.mark.exercise("11.5", "share_loss_and_dlogits")
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_shares_loss_sums_give_the_whole_batch_mean(impl):
     for seed, scale in ((2, 1.0), (3, 1000.0)):
         logits, targets, mask = padded_batch(np.random.default_rng(seed), counted=(6, 3, 2, 5, 1), scale=scale)
