@@ -44,6 +44,7 @@ from ..config import PRESETS, ModelConfig, preset
 from ..loss import cross_entropy_backward, cross_entropy_forward
 from ..model import Transformer
 from ..optim import AdamW
+from .bench_report import load_average, step_report
 
 BATCH_SIZE = 12  # nanoGPT's shakespeare_char CPU run
 LR, BETAS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 0.1
@@ -138,12 +139,6 @@ def torch_step(twin, opt, idx, targets) -> float:
     return float(loss.detach())
 
 
-def _summary(times: list[float]) -> dict:
-    q = statistics.quantiles(times, n=4, method="inclusive") if len(times) >= 2 else [times[0]] * 3
-    return {"median_s": statistics.median(times), "p25_s": q[0], "p75_s": q[2],
-            "min_s": min(times), "max_s": max(times)}
-
-
 def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_torch: bool = False,
               batch_size: int = BATCH_SIZE, config: ModelConfig | None = None, seed: int = 0,
               memory: bool = True, sgemm_n: int = 1024, data_parallel: bool = True) -> dict:
@@ -160,7 +155,7 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     threads = threads or os.cpu_count() or 1
-    load_before = _load_average()
+    load_before = load_average()
     config = config or bench_config()
     rng = np.random.default_rng(seed)
     model = Transformer(config, rng)
@@ -217,8 +212,8 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
         "batch_size": batch_size, "block_size": config.block_size, "dtype": config.dtype,
         "params": model.num_params(), "threads": threads, "steps": steps, "warmup": warmup,
         "flops_per_step": flops["total"], "sgemm_peak_gflops": sgemm,
-        "cpu_count": os.cpu_count(), "load_average": [load_before, _load_average()],  # 1-min, before and after
-        "companion": _report(times["companion"], tokens, flops["total"], sgemm),
+        "cpu_count": os.cpu_count(), "load_average": [load_before, load_average()],  # 1-min, before and after
+        "companion": step_report(times["companion"], tokens, flops["total"], sgemm),
     }
     state_bytes = sum(a.nbytes for a in model.parameters().values()) * 4  # weights, grads, Adam m and v
     result["companion"]["processes"] = processes  # data parallelism: the batch split across them
@@ -227,7 +222,7 @@ def run_bench(steps: int = 20, warmup: int = 3, threads: int | None = None, vs_t
     result["companion"]["peak_step_alloc_bytes"] = peak_bytes
     result["companion"]["first_loss"] = losses["companion"][0]
     if vs_torch:
-        result["torch"] = _report(times["torch"], tokens, flops["total"], sgemm)
+        result["torch"] = step_report(times["torch"], tokens, flops["total"], sgemm)
         result["torch"]["first_loss"] = losses["torch"][0]
         result["torch"]["version"] = torch.__version__
         result["torch"]["processes"], result["torch"]["intra_op_threads"] = 1, threads
@@ -255,67 +250,6 @@ def _interleaving(n: int, threads: int, block: int = 5) -> list[range]:
     (we measured PyTorch's 2-thread step near 29 ms alone and about twice that when interleaved)."""
     size = 1 if threads == 1 else block
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average: runnable processes. More than the core count means the timings
-    share the CPU with other work and are not to be trusted."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        return None
-
-
-def _report(times: list[float], tokens: int, flops: int, sgemm: float) -> dict:
-    s = _summary(times)
-    s["tokens_per_second"] = tokens / s["median_s"]
-    s["gflops"] = flops / s["median_s"] / 1e9
-    s["fraction_of_sgemm_peak"] = s["gflops"] / sgemm
-    return s
-
-
-def format_report(r: dict) -> str:
-    """A human-readable report of ``run_bench``'s result."""
-    mb = 1024 * 1024
-    lines = [
-        f"bench: {r['config']} config, {r['params']:,} parameters, batch {r['batch_size']} x block "
-        f"{r['block_size']}, {r['dtype']}, {r['threads']} thread(s), {r['steps']} timed steps after {r['warmup']} warm-up",
-        f"FLOPs per step (matmuls, forward + backward = 3 x forward): {r['flops_per_step'] / 1e9:.3f} GFLOP",
-        f"sgemm peak (float32 1024x1024 matmul, {r['threads']} thread(s)): {r['sgemm_peak_gflops']:.1f} GFLOP/s",
-    ]
-    c = r["companion"]
-    if c.get("processes", 1) > 1:
-        lines.append(f"the companion runs as {c['processes']} data-parallel processes x 1 BLAS thread (each takes a "
-                     f"share of the batch; their gradients are summed, AdamW runs in the first)")
-    else:
-        lines.append(f"the companion runs as 1 process x {c.get('blas_threads', r['threads'])} BLAS thread(s)")
-    if "torch" in r:
-        lines.append(f"PyTorch runs as 1 process x {r['threads']} intra-op thread(s)")
-    for name in ("companion", "torch"):
-        if name not in r:
-            continue
-        s = r[name]
-        lines.append(
-            f"{name:>9}: median {s['median_s'] * 1e3:7.1f} ms/step (p25 {s['p25_s'] * 1e3:.1f}, p75 {s['p75_s'] * 1e3:.1f}, "
-            f"min {s['min_s'] * 1e3:.1f})  {s['tokens_per_second']:,.0f} tokens/s  {s['gflops']:.1f} GFLOP/s "
-            f"({100 * s['fraction_of_sgemm_peak']:.0f}% of sgemm peak)")
-    if c.get("peak_step_alloc_bytes") is not None:
-        lines.append(f"companion memory: weights + grads + Adam moments {c['state_bytes'] / mb:.1f} MiB; "
-                     f"peak NumPy allocation during a step (tracemalloc) {c['peak_step_alloc_bytes'] / mb:.1f} MiB")
-    for name in ("companion", "torch"):
-        if name in r and "rss_growth_bytes" in r[name]:
-            s = r[name]
-            lines.append(f"{name:>9} resident memory (fresh process, 3 steps): peak {s['rss_peak_bytes'] / mb:.0f} MiB, "
-                         f"{s['rss_growth_bytes'] / mb:.0f} MiB above the {s['rss_base_bytes'] / mb:.0f} MiB after imports")
-    before = (r.get("load_average") or [None])[0]  # measured before the bench's own threads ran
-    if before is not None and r.get("cpu_count") and before + r["threads"] > r["cpu_count"] + 0.5:
-        lines.append(f"WARNING: load average {before:.1f} before the run on {r['cpu_count']} cores, and the bench "
-                     f"uses {r['threads']} thread(s): other work shares the CPU, so these timings are unreliable")
-    if "ratio_companion_over_torch" in r:
-        lines.append(f"ratio companion / torch (median step time): {r['ratio_companion_over_torch']:.2f}; "
-                     f"median of the step-by-step ratios {r['ratio_stepwise_median']:.2f}   "
-                     f"(torch {r['torch']['version']}; max |loss difference| over the run {r['max_loss_diff']:.1e})")
-    return "\n".join(lines)
 
 
 def run_profile(steps: int = 10, warmup: int = 2, threads: int | None = None, vs_torch: bool = False,

@@ -147,7 +147,8 @@ def add_bench_parser(subparsers) -> None:
 
 def bench_command(args) -> int:
     from ..backend import describe, tune_allocator
-    from .bench import bench_config, format_report, run_bench
+    from .bench import bench_config, run_bench
+    from .bench_report import format_report
 
     tune_allocator()  # time the model as train runs it
     print(f"backend: {describe()}", flush=True)
