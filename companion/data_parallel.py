@@ -60,6 +60,7 @@ import numpy as np
 from .backend import BACKEND
 from .kernels import _OVERRIDES
 from .loss import cross_entropy_backward, cross_entropy_forward
+from .module import flat_layout
 
 
 def check_data_parallel(model, workers: int, batch_size: int) -> None:
@@ -276,11 +277,12 @@ class DataParallel:
 
 def _use_buffers(model, flat_params, flat_grads) -> None:
     """Make every parameter and gradient of ``model`` a view of the given buffers (same layout)."""
+    _, slices = flat_layout(model.parameters())  # where each parameter lies in the model's own buffer
     for prefix, module in model.named_modules():
         for name, p in module.params.items():
-            start = (p.__array_interface__["data"][0] - model._flat_params.__array_interface__["data"][0]) // p.itemsize
-            module.params[name] = flat_params[start:start + p.size].reshape(p.shape)
-            module.grads[name] = flat_grads[start:start + p.size].reshape(p.shape)
+            part = slices[f"{prefix}{name}"]
+            module.params[name] = flat_params[part].reshape(p.shape)
+            module.grads[name] = flat_grads[part].reshape(p.shape)
     model._flat_params, model._flat_grads = flat_params, flat_grads
 
 
